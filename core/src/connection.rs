@@ -388,7 +388,12 @@ impl Connection {
 
     /// Appends a close frame and moves to [`State::Closing`]. `reason` is at
     /// most 123 bytes.
-    pub fn close(&mut self, code: CloseCode, reason: &str, out: &mut Vec<u8>) -> Result<(), SendError> {
+    pub fn close(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
         self.check_sendable()?;
         // Section 7.4.1: 1005, 1006 and 1015 are for reporting only.
         if !code.is_valid_on_wire() {
@@ -549,7 +554,12 @@ impl Connection {
 
     /// Checks a complete head: the server answers it, the client checks
     /// the server's answer.
-    fn finish_handshake(&mut self, head: &[u8], config: &Config, out: &mut Vec<u8>) -> Result<(), Error> {
+    fn finish_handshake(
+        &mut self,
+        head: &[u8],
+        config: &Config,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
         let result = match self.role {
             Role::Server => answer_request(head, config, out),
             Role::Client => match self.transient.as_mut().and_then(|t| t.expect.take()) {
@@ -689,10 +699,15 @@ impl Connection {
     /// (section 5.4) and the size limits, checked before any payload is
     /// read or allocated.
     fn check_header(&self, header: &FrameHeader, config: &Config) -> Result<(), ProtocolError> {
-        let open = self.transient.as_ref().and_then(|t| t.message_kind.map(|_| t.message.len()));
+        let open = self
+            .transient
+            .as_ref()
+            .and_then(|t| t.message_kind.map(|_| t.message.len()));
         match (header.opcode, open) {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-            (OpCode::Text | OpCode::Binary, Some(_)) => return Err(ProtocolError::UnfinishedMessage),
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::UnfinishedMessage)
+            }
             (op, _) if op.is_control() => return Ok(()),
             _ => {}
         }
@@ -720,7 +735,10 @@ impl Connection {
         payload: &'a [u8],
         out: &mut Vec<u8>,
     ) -> Result<Option<Event<'a>>, ProtocolError> {
-        let message_open = self.transient.as_ref().is_some_and(|t| t.message_kind.is_some());
+        let message_open = self
+            .transient
+            .as_ref()
+            .is_some_and(|t| t.message_kind.is_some());
         match header.opcode {
             OpCode::Ping => {
                 self.answer_ping(payload, out);
@@ -738,12 +756,13 @@ impl Connection {
 
             // A one-frame message: no copy at all.
             OpCode::Text if header.fin && !message_open => {
-                let text = simdutf8::basic::from_utf8(payload).map_err(|_| ProtocolError::InvalidUtf8)?;
+                let text =
+                    simdutf8::basic::from_utf8(payload).map_err(|_| ProtocolError::InvalidUtf8)?;
                 Ok(Some(Event::Message(Message::Text(Cow::Borrowed(text)))))
             }
-            OpCode::Binary if header.fin && !message_open => {
-                Ok(Some(Event::Message(Message::Binary(Cow::Borrowed(payload)))))
-            }
+            OpCode::Binary if header.fin && !message_open => Ok(Some(Event::Message(
+                Message::Binary(Cow::Borrowed(payload)),
+            ))),
 
             // The first fragment of a message.
             OpCode::Text | OpCode::Binary => {
@@ -768,7 +787,11 @@ impl Connection {
     }
 
     /// Feeds the input into the frame whose payload is arriving.
-    fn continue_frame(&mut self, input: &mut Input<'_>, out: &mut Vec<u8>) -> Result<Option<Event<'static>>, ProtocolError> {
+    fn continue_frame(
+        &mut self,
+        input: &mut Input<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Event<'static>>, ProtocolError> {
         let t = self.transient();
         let Some(frame) = &mut t.frame else {
             return Ok(None);
@@ -809,7 +832,12 @@ impl Connection {
     }
 
     /// Handles a control frame whose payload spanned reads.
-    fn owned_control(&mut self, opcode: OpCode, payload: Vec<u8>, out: &mut Vec<u8>) -> Result<Event<'static>, ProtocolError> {
+    fn owned_control(
+        &mut self,
+        opcode: OpCode,
+        payload: Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<Event<'static>, ProtocolError> {
         match opcode {
             OpCode::Ping => {
                 self.answer_ping(&payload, out);
@@ -872,7 +900,11 @@ impl Connection {
     fn peer_closed(&mut self, code: CloseCode, out: &mut Vec<u8>) {
         if self.state == State::Open {
             let echo = code.0.to_be_bytes();
-            let payload: &[u8] = if code == CloseCode::NO_STATUS { &[] } else { &echo };
+            let payload: &[u8] = if code == CloseCode::NO_STATUS {
+                &[]
+            } else {
+                &echo
+            };
             self.write_frame(OpCode::Close, payload, out);
             self.flags |= CLOSE_SENT;
         }
@@ -960,3 +992,6 @@ fn splitmix64(state: &mut u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
+
+// The memory budget of a connection, enforced at compile time.
+const _: () = assert!(mem::size_of::<Connection>() <= 24);

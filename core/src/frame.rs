@@ -104,7 +104,10 @@ impl FrameHeader {
     /// present: reserved bits and opcodes, fragmented or oversized control
     /// frames, a 64-bit length with its top bit set, and masking (a server
     /// requires masked frames, a client unmasked ones; section 5.1).
-    pub fn decode(buf: &[u8], receiver: Role) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+    pub fn decode(
+        buf: &[u8],
+        receiver: Role,
+    ) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         let Some(&b0) = buf.first() else {
             return Ok(None);
         };
@@ -134,7 +137,9 @@ impl FrameHeader {
 
         let short_len = b1 & 0x7F;
         if opcode.is_control() && short_len > MAX_CONTROL_PAYLOAD as u8 {
-            return Err(ProtocolError::ControlTooLong(control_len_hint(buf, short_len)));
+            return Err(ProtocolError::ControlTooLong(control_len_hint(
+                buf, short_len,
+            )));
         }
 
         let (len, mut pos) = match short_len {
@@ -237,7 +242,10 @@ mod tests {
 
     const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
-    fn decode_all(buf: &[u8], receiver: Role) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+    fn decode_all(
+        buf: &[u8],
+        receiver: Role,
+    ) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         FrameHeader::decode(buf, receiver)
     }
 
@@ -270,7 +278,11 @@ mod tests {
             let mut want_masked = Vec::from(want);
             want_masked[1] |= 0x80;
             want_masked.extend_from_slice(&KEY);
-            assert_eq!(client.encode().as_bytes(), &want_masked[..], "client, len {len}");
+            assert_eq!(
+                client.encode().as_bytes(),
+                &want_masked[..],
+                "client, len {len}"
+            );
 
             assert_eq!(
                 decode_all(client.encode().as_bytes(), Role::Server),
@@ -348,7 +360,10 @@ mod tests {
     #[test]
     fn reserved_bits_and_opcodes_fail() {
         for rsv in [0x40u8, 0x20, 0x10] {
-            assert_eq!(decode_all(&[0x81 | rsv], Role::Server), Err(ProtocolError::ReservedBits));
+            assert_eq!(
+                decode_all(&[0x81 | rsv], Role::Server),
+                Err(ProtocolError::ReservedBits)
+            );
         }
         for op in (3u8..=7).chain(0xB..=0xF) {
             assert_eq!(

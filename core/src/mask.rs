@@ -86,7 +86,9 @@ mod tests {
     fn matches_reference_on_pseudo_random_lengths_and_unaligned_starts() {
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 33) as usize
         };
         for _ in 0..200 {
