@@ -172,7 +172,12 @@ impl Connection {
 
     /// Appends a close frame and moves to [`State::Closing`]. `reason` is at
     /// most 123 bytes.
-    pub fn close(&mut self, code: CloseCode, reason: &str, out: &mut Vec<u8>) -> Result<(), SendError> {
+    pub fn close(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
         let _ = (code, reason, out);
         todo!()
     }

@@ -42,7 +42,11 @@ pub fn find_head_end(buf: &[u8], scanned: usize) -> Option<usize> {
 /// including its blank line) and appends the `101 Switching Protocols`
 /// answer to `out`. On refusal, appends the HTTP error response instead
 /// (see [`write_rejection`]) and returns why.
-pub fn answer_request(head: &[u8], config: &Config, out: &mut Vec<u8>) -> Result<(), HandshakeError> {
+pub fn answer_request(
+    head: &[u8],
+    config: &Config,
+    out: &mut Vec<u8>,
+) -> Result<(), HandshakeError> {
     let _ = (head, config, out);
     todo!()
 }
