@@ -54,5 +54,6 @@ pub use close::CloseCode;
 pub use config::Config;
 pub use connection::{Connection, Event, Input, Message, Role, State};
 pub use error::{Error, HandshakeError, ProtocolError, SendError};
-pub use runtime::{ConnId, Context, EventLoop, Handler, LoopConfig};
+pub use handshake::ClientRequest;
+pub use runtime::{ConnId, Context, Ended, EventLoop, Handler, LoopConfig, LoopStats};
 pub use transport::{Io, Readiness, Token, Transport};
