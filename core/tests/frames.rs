@@ -753,3 +753,97 @@ fn output_queue_keeps_order_and_frees_memory() {
     feed(&mut s, &cfg(), &sframe(0x81, b"x"));
     assert_eq!(s.queued(), b"pending");
 }
+
+/// A small deterministic generator for the randomised tests below.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) as usize
+    }
+}
+
+#[test]
+fn random_valid_streams_split_randomly_match_one_shot() {
+    let mut rng = Lcg(0xC0FFEE);
+    for round in 0..200 {
+        // A stream of messages, some fragmented, with pings in between.
+        let mut wire = Vec::new();
+        for _ in 0..1 + rng.next() % 6 {
+            let fragments = 1 + rng.next() % 4;
+            let text = rng.next() % 2 == 0;
+            for i in 0..fragments {
+                let len = rng.next() % 300;
+                let payload: Vec<u8> = if text {
+                    "a\u{e9}\u{20ac}\u{1F600}"
+                        .bytes()
+                        .cycle()
+                        .take(len)
+                        .collect()
+                } else {
+                    (0..len).map(|_| rng.next() as u8).collect()
+                };
+                let op = match (i, text) {
+                    (0, true) => 0x1,
+                    (0, false) => 0x2,
+                    _ => 0x0,
+                };
+                let fin = if i + 1 == fragments { 0x80 } else { 0 };
+                wire.extend(cframe(fin | op, &payload));
+                if rng.next() % 3 == 0 {
+                    wire.extend(cframe(0x89, &[round as u8; 3]));
+                }
+            }
+        }
+
+        let mut s = server();
+        let whole = feed(&mut s, &cfg(), &wire);
+        // Text fragments cut code points anywhere; only the joined message
+        // has to be valid, and this one may not be: then both runs must
+        // fail the same way.
+        let mut cuts: Vec<usize> = (0..rng.next() % 12)
+            .map(|_| 1 + rng.next() % (wire.len() - 1))
+            .collect();
+        cuts.sort();
+        cuts.dedup();
+        let mut s = server();
+        let split = feed_split(&mut s, &cfg(), &wire, &cuts);
+        assert_eq!(split.events, whole.events, "round {round} cuts {cuts:?}");
+        assert_eq!(split.out, whole.out, "round {round} cuts {cuts:?}");
+        assert_eq!(split.error, whole.error, "round {round} cuts {cuts:?}");
+    }
+}
+
+#[test]
+fn random_garbage_never_panics_or_stalls() {
+    let mut rng = Lcg(7);
+    for _ in 0..2_000 {
+        let len = rng.next() % 64;
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        // Bias towards plausible headers so the deeper paths run too.
+        if let Some(b) = bytes.get_mut(0) {
+            *b &= 0x8F;
+        }
+        if let Some(b) = bytes.get_mut(1) {
+            *b = 0x80 | (*b % 20);
+        }
+        for role in [Role::Server, Role::Client] {
+            let mut c = Connection::open(role, 1);
+            let cut = if bytes.is_empty() {
+                0
+            } else {
+                rng.next() % bytes.len()
+            };
+            let cuts: Vec<usize> = [cut].into_iter().filter(|&c| c > 0).collect();
+            let fed = feed_split(&mut c, &cfg(), &bytes, &cuts);
+            if fed.error.is_some() {
+                assert_eq!(c.state(), State::Closed);
+                assert_eq!(c.buffered_bytes(), 0);
+            }
+        }
+    }
+}
