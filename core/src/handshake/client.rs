@@ -97,7 +97,10 @@ pub fn check_response_protocol<'h>(
         return Err(HandshakeError::BadAccept);
     }
     // This client offers no extension, so the server may select none.
-    if headers::tokens(fields, "sec-websocket-extensions").next().is_some() {
+    if headers::tokens(fields, "sec-websocket-extensions")
+        .next()
+        .is_some()
+    {
         return Err(HandshakeError::Malformed(
             "server selected an extension that was not offered",
         ));
@@ -118,7 +121,8 @@ fn selected_protocol<'h>(
     if lines.next().is_some() {
         return Err(HandshakeError::UnexpectedProtocol);
     }
-    let chosen = headers::as_token(headers::trim_ows(value)).ok_or(HandshakeError::UnexpectedProtocol)?;
+    let chosen =
+        headers::as_token(headers::trim_ows(value)).ok_or(HandshakeError::UnexpectedProtocol)?;
     let was_offered = offered
         .split(',')
         .any(|name| name.trim_matches([' ', '\t']) == chosen);
@@ -197,7 +201,10 @@ mod tests {
     #[test]
     fn accepts_a_correct_101() {
         assert_eq!(check(GOOD, ""), Ok(None));
-        assert_eq!(check_response(GOOD.as_bytes(), RFC_ACCEPT, "", &Config::DEFAULT), Ok(()));
+        assert_eq!(
+            check_response(GOOD.as_bytes(), RFC_ACCEPT, "", &Config::DEFAULT),
+            Ok(())
+        );
         let variant = "HTTP/1.1 101 OK\r\nupgrade: WebSocket\r\nconnection: keep-alive,upgrade\r\n\
             sec-websocket-accept:  s3pPLMBiTxaQ9kYGzzhZRbK+xOo= \r\n\r\n";
         assert_eq!(check(variant, "chat"), Ok(None));
@@ -206,7 +213,10 @@ mod tests {
     #[test]
     fn rejects_wrong_status() {
         let not_found = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-        assert_eq!(check(not_found, ""), Err(HandshakeError::UnexpectedStatus(404)));
+        assert_eq!(
+            check(not_found, ""),
+            Err(HandshakeError::UnexpectedStatus(404))
+        );
         let ok = GOOD.replacen("101 Switching Protocols", "200 OK", 1);
         assert_eq!(check(&ok, ""), Err(HandshakeError::UnexpectedStatus(200)));
         let old = GOOD.replacen("HTTP/1.1", "HTTP/1.0", 1);
@@ -215,7 +225,11 @@ mod tests {
 
     #[test]
     fn rejects_wrong_or_missing_accept() {
-        let wrong = GOOD.replacen("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "s3pPLMBiTxaQ9kYGzzhZRbK+xOp=", 1);
+        let wrong = GOOD.replacen(
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOp=",
+            1,
+        );
         assert_eq!(check(&wrong, ""), Err(HandshakeError::BadAccept));
         let missing = GOOD.replacen("Sec-WebSocket-Accept", "X-Accept", 1);
         assert_eq!(check(&missing, ""), Err(HandshakeError::BadAccept));
@@ -234,7 +248,10 @@ mod tests {
         let other = GOOD.replacen("Upgrade: websocket", "Upgrade: h2c", 1);
         assert_eq!(check(&other, ""), Err(HandshakeError::MissingUpgrade));
         let no_connection = GOOD.replacen("Connection: Upgrade\r\n", "", 1);
-        assert_eq!(check(&no_connection, ""), Err(HandshakeError::MissingConnectionUpgrade));
+        assert_eq!(
+            check(&no_connection, ""),
+            Err(HandshakeError::MissingConnectionUpgrade)
+        );
     }
 
     #[test]
@@ -244,12 +261,24 @@ mod tests {
         assert_eq!(check(&chat, "superchat, chat"), Ok(Some("chat")));
         assert_eq!(check(&chat, "superchat,chat"), Ok(Some("chat")));
         assert_eq!(check(&chat, ""), Err(HandshakeError::UnexpectedProtocol));
-        assert_eq!(check(&chat, "superchat"), Err(HandshakeError::UnexpectedProtocol));
-        assert_eq!(check(&chat, "Chat"), Err(HandshakeError::UnexpectedProtocol));
+        assert_eq!(
+            check(&chat, "superchat"),
+            Err(HandshakeError::UnexpectedProtocol)
+        );
+        assert_eq!(
+            check(&chat, "Chat"),
+            Err(HandshakeError::UnexpectedProtocol)
+        );
         let two = with("Sec-WebSocket-Protocol: chat, superchat");
-        assert_eq!(check(&two, "superchat, chat"), Err(HandshakeError::UnexpectedProtocol));
+        assert_eq!(
+            check(&two, "superchat, chat"),
+            Err(HandshakeError::UnexpectedProtocol)
+        );
         let empty = with("Sec-WebSocket-Protocol: ");
-        assert_eq!(check(&empty, "chat"), Err(HandshakeError::UnexpectedProtocol));
+        assert_eq!(
+            check(&empty, "chat"),
+            Err(HandshakeError::UnexpectedProtocol)
+        );
     }
 
     #[test]
@@ -261,7 +290,9 @@ mod tests {
         );
         assert_eq!(
             check(&ext, ""),
-            Err(HandshakeError::Malformed("server selected an extension that was not offered"))
+            Err(HandshakeError::Malformed(
+                "server selected an extension that was not offered"
+            ))
         );
         assert_eq!(
             check("HTTP/1.1 1O1 x\r\n\r\n", ""),
@@ -271,7 +302,10 @@ mod tests {
             check("garbage\r\n\r\n", ""),
             Err(HandshakeError::Malformed("invalid http version"))
         );
-        assert_eq!(check("HTTP/2 101\r\n\r\n", ""), Err(HandshakeError::HttpVersion));
+        assert_eq!(
+            check("HTTP/2 101\r\n\r\n", ""),
+            Err(HandshakeError::HttpVersion)
+        );
         let config = Config {
             max_headers: 2,
             ..Config::DEFAULT
@@ -303,8 +337,12 @@ mod tests {
         };
         let mut answer = Vec::new();
         answer_request(&head, &server, &mut answer).unwrap();
-        let selected =
-            check_response_protocol(&answer, &accept_key(&key), "v2.chat, v1.chat", &Config::DEFAULT);
+        let selected = check_response_protocol(
+            &answer,
+            &accept_key(&key),
+            "v2.chat, v1.chat",
+            &Config::DEFAULT,
+        );
         assert_eq!(selected, Ok(Some("v2.chat")));
     }
 }

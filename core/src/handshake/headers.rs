@@ -141,7 +141,10 @@ pub(super) fn has_token(headers: &[Header<'_>], name: &str, token: &str) -> bool
 pub(super) fn trim_ows(bytes: &[u8]) -> &[u8] {
     let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |i| i + 1);
     &bytes[start..end]
 }
 
@@ -221,7 +224,10 @@ mod tests {
             HandshakeError::Malformed(what) => what,
             other => panic!("{other:?}"),
         };
-        assert_eq!(request_line_error(b"GET / HTTP/2.0"), HandshakeError::HttpVersion);
+        assert_eq!(
+            request_line_error(b"GET / HTTP/2.0"),
+            HandshakeError::HttpVersion
+        );
         assert_eq!(malformed(b"GET / FTP/1.1"), "invalid http version");
         assert_eq!(malformed(b"GET /"), "request line has no http version");
         assert_eq!(malformed(b"GET"), "request line has no target");

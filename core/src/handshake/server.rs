@@ -164,7 +164,9 @@ fn write_switching(accepted: &Accepted<'_>, out: &mut Vec<u8>) {
         Sec-WebSocket-Accept: ";
     const PROTOCOL: &[u8] = b"Sec-WebSocket-Protocol: ";
 
-    let protocol_len = accepted.protocol.map_or(0, |p| PROTOCOL.len() + p.len() + 2);
+    let protocol_len = accepted
+        .protocol
+        .map_or(0, |p| PROTOCOL.len() + p.len() + 2);
     out.reserve(START.len() + accepted.accept.len() + 2 + protocol_len + 2);
     out.extend_from_slice(START);
     out.extend_from_slice(&accepted.accept);
@@ -184,7 +186,7 @@ pub fn write_rejection(error: &HandshakeError, out: &mut Vec<u8>) {
     let status = error.status();
     let mut body = LenCounter::default();
     // Neither writer can fail, so neither result carries information.
-    let _ = write!(body, "{error}\n");
+    let _ = writeln!(body, "{error}");
     let body_len = body.0;
 
     let mut w = ByteWriter(out);
@@ -347,13 +349,34 @@ mod tests {
         // non-zero trailing bits; missing; twice.
         let cases: [(&str, HandshakeError); 10] = [
             ("Sec-WebSocket-Key: \r\n", HandshakeError::InvalidKey),
-            ("Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA\r\n", HandshakeError::InvalidKey),
-            ("Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAAA\r\n", HandshakeError::InvalidKey),
-            ("Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n", HandshakeError::InvalidKey),
-            ("Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAA=\r\n", HandshakeError::InvalidKey),
-            ("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ!=\r\n", HandshakeError::InvalidKey),
-            ("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ\r\n", HandshakeError::InvalidKey),
-            ("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==\r\n", HandshakeError::InvalidKey),
+            (
+                "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA\r\n",
+                HandshakeError::InvalidKey,
+            ),
+            (
+                "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAAA\r\n",
+                HandshakeError::InvalidKey,
+            ),
+            (
+                "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n",
+                HandshakeError::InvalidKey,
+            ),
+            (
+                "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAA=\r\n",
+                HandshakeError::InvalidKey,
+            ),
+            (
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ!=\r\n",
+                HandshakeError::InvalidKey,
+            ),
+            (
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ\r\n",
+                HandshakeError::InvalidKey,
+            ),
+            (
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==\r\n",
+                HandshakeError::InvalidKey,
+            ),
             ("", HandshakeError::MissingKey),
             (
                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -379,10 +402,12 @@ mod tests {
         assert_eq!(engine.decode("AAAAAAAAAAAAAAAAAAAAAA==").unwrap().len(), 16);
         assert_eq!(engine.decode("AAAAAAAAAAAAAAAAAAAAAAA=").unwrap().len(), 17);
         assert_eq!(engine.decode("AAAAAAAAAAAAAAAAAAAAAAAA").unwrap().len(), 18);
-        assert_eq!(engine.decode("AAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap().len(), 20);
-        let head = request(
-            "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 13\r\n",
+        assert_eq!(
+            engine.decode("AAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap().len(),
+            20
         );
+        let head =
+            request("Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 13\r\n");
         assert_eq!(answer(&head, &Config::DEFAULT).0, Ok(()));
     }
 
@@ -391,7 +416,10 @@ mod tests {
         let head = request(
             "Sec-WebSocket-Key: \t dGhlIHNhbXBsZSBub25jZQ== \t\r\nSec-WebSocket-Version: 13\r\n",
         );
-        assert_eq!(answer(&head, &Config::DEFAULT), (Ok(()), String::from(RFC_101)));
+        assert_eq!(
+            answer(&head, &Config::DEFAULT),
+            (Ok(()), String::from(RFC_101))
+        );
     }
 
     #[test]
@@ -414,7 +442,11 @@ mod tests {
         for version in versions {
             let head = request(&format!("Sec-WebSocket-Key: {RFC_KEY}\r\n{version}"));
             let (result, out) = answer(&head, &Config::DEFAULT);
-            assert_eq!(result, Err(HandshakeError::UnsupportedVersion), "{version:?}");
+            assert_eq!(
+                result,
+                Err(HandshakeError::UnsupportedVersion),
+                "{version:?}"
+            );
             assert_eq!(out, expected);
         }
     }
@@ -432,7 +464,10 @@ mod tests {
         );
 
         let lower = standard().replacen("GET", "get", 1);
-        assert_eq!(answer(&lower, &Config::DEFAULT).0, Err(HandshakeError::MethodNotGet));
+        assert_eq!(
+            answer(&lower, &Config::DEFAULT).0,
+            Err(HandshakeError::MethodNotGet)
+        );
 
         let old = standard().replacen("HTTP/1.1", "HTTP/1.0", 1);
         let (result, out) = answer(&old, &Config::DEFAULT);
@@ -440,11 +475,13 @@ mod tests {
         assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"));
 
         let newer = standard().replacen("HTTP/1.1", "HTTP/2.0", 1);
-        assert_eq!(answer(&newer, &Config::DEFAULT).0, Err(HandshakeError::HttpVersion));
-
-        let no_host = format!(
-            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{key}\r\n"
+        assert_eq!(
+            answer(&newer, &Config::DEFAULT).0,
+            Err(HandshakeError::HttpVersion)
         );
+
+        let no_host =
+            format!("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{key}\r\n");
         let (result, out) = answer(&no_host, &Config::DEFAULT);
         assert_eq!(result, Err(HandshakeError::MissingHost));
         assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"));
@@ -464,7 +501,10 @@ mod tests {
             ..Config::DEFAULT
         };
         // Exactly at the limit: five header lines.
-        assert_eq!(answer(&standard(), &config), (Ok(()), String::from(RFC_101)));
+        assert_eq!(
+            answer(&standard(), &config),
+            (Ok(()), String::from(RFC_101))
+        );
 
         let six = request(&format!(
             "Sec-WebSocket-Key: {RFC_KEY}\r\nSec-WebSocket-Version: 13\r\nOrigin: o\r\n"
@@ -576,7 +616,9 @@ mod tests {
         let (result, out) = answer(&head, &config);
         assert_eq!(
             result,
-            Err(HandshakeError::Malformed("Sec-WebSocket-Protocol is not a list of tokens"))
+            Err(HandshakeError::Malformed(
+                "Sec-WebSocket-Protocol is not a list of tokens"
+            ))
         );
         assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"));
     }
@@ -584,11 +626,20 @@ mod tests {
     #[test]
     fn malformed_heads_are_400_naming_the_problem() {
         let cases: [(&[u8], &str); 9] = [
-            (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", "invalid request method"),
+            (
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+                "invalid request method",
+            ),
             (b"GET /\r\n\r\n", "request line has no http version"),
             (b"GET / FTP/1.1\r\nHost: h\r\n\r\n", "invalid http version"),
-            (b"GET / HTTP/1.1\r\nHost: h\x00\r\n\r\n", "invalid byte in a header value"),
-            (b"GET /\x00 HTTP/1.1\r\nHost: h\r\n\r\n", "invalid request target"),
+            (
+                b"GET / HTTP/1.1\r\nHost: h\x00\r\n\r\n",
+                "invalid byte in a header value",
+            ),
+            (
+                b"GET /\x00 HTTP/1.1\r\nHost: h\r\n\r\n",
+                "invalid request target",
+            ),
             (
                 b"GET / HTTP/1.1\r\nHost h\r\n\r\n",
                 "invalid header name or a header line without a colon",
@@ -607,7 +658,12 @@ mod tests {
             let mut out = Vec::new();
             let result = answer_request(head, &Config::DEFAULT, &mut out);
             let expected = HandshakeError::Malformed(what);
-            assert_eq!(result.as_ref(), Err(&expected), "{:?}", String::from_utf8_lossy(head));
+            assert_eq!(
+                result.as_ref(),
+                Err(&expected),
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
             assert_eq!(out, rejection(&expected).into_bytes());
             let text = String::from_utf8(out).unwrap();
             assert!(text.ends_with(&format!("\r\n\r\nmalformed http head: {what}\n")));
