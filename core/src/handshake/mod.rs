@@ -77,14 +77,27 @@ pub fn find_head_end(buf: &[u8], scanned: usize) -> Option<usize> {
     scan_head(buf, scanned).0
 }
 
+/// Below this many bytes to search, finding each `\n` and looking back
+/// is cheaper than setting up a substring search.
+const SUBSTRING_SEARCH_MIN: usize = 64;
+
 /// The search behind [`find_head_end`], also returning how many bytes it
 /// examined, so tests can count the work.
 fn scan_head(buf: &[u8], scanned: usize) -> (Option<usize>, usize) {
-    // No `\r\n\r\n` ends inside the first `scanned` bytes, so the `\n`
-    // ending one lies at or after `scanned`; its three bytes before may
-    // reach back into the part already searched.
     // A `scanned` past the end means the caller lost track: start over.
     let from = if scanned > buf.len() { 0 } else { scanned };
+
+    // No `\r\n\r\n` ends inside the first `from` bytes, so one that ends
+    // later starts at most 3 bytes before `from`.
+    let start = from.saturating_sub(3);
+    let window = &buf[start..];
+    if window.len() >= SUBSTRING_SEARCH_MIN {
+        return match memchr::memmem::find(window, b"\r\n\r\n") {
+            Some(i) => (Some(start + i + 4), i + 4),
+            None => (None, window.len()),
+        };
+    }
+
     let mut examined = 0;
     for i in memchr::memchr_iter(b'\n', &buf[from..]) {
         let lf = from + i;
@@ -100,6 +113,7 @@ fn scan_head(buf: &[u8], scanned: usize) -> (Option<usize>, usize) {
 mod tests {
     use alloc::format;
     use alloc::string::String;
+    use alloc::vec::Vec;
 
     use super::*;
 
@@ -167,6 +181,35 @@ mod tests {
                 assert_eq!(found, Some(HEAD.len()));
             }
         }
+    }
+
+    #[test]
+    fn head_end_matches_a_naive_search() {
+        // Both search paths (short window and substring search) against the
+        // obvious definition, on buffers dense in CR and LF.
+        let naive = |buf: &[u8]| buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut found = 0;
+        for _ in 0..2000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 150) as usize;
+            let buf: Vec<u8> = (0..len)
+                .map(|i| b"\r\n\r\nab"[((state >> (i % 60)) as usize + i) % 6])
+                .collect();
+            let expected = naive(&buf);
+            found += usize::from(expected.is_some());
+            assert_eq!(find_head_end(&buf, 0), expected, "{buf:?}");
+            // Resuming from any point with no match before it.
+            for scanned in 0..=len {
+                if naive(&buf[..scanned]).is_none() {
+                    assert_eq!(find_head_end(&buf, scanned), expected, "{buf:?} {scanned}");
+                }
+            }
+        }
+        // Both outcomes are well represented.
+        assert!((200..1800).contains(&found), "{found}");
     }
 
     #[test]
