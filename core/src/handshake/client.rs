@@ -66,7 +66,7 @@ pub fn check_response_protocol<'h>(
     offered_protocols: &str,
     config: &Config,
 ) -> Result<Option<&'h str>, HandshakeError> {
-    let mut array = headers::header_array(config.max_headers);
+    let mut array = headers::header_array(config.max_headers, head);
     let mut response = httparse::Response::new(&mut array);
     let status = response
         .parse(head)

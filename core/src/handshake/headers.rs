@@ -10,9 +10,15 @@ use httparse::Header;
 
 use crate::error::HandshakeError;
 
-/// A header array of `max` empty entries for `httparse` to fill.
-pub(super) fn header_array<'b>(max: usize) -> Vec<Header<'b>> {
-    vec![httparse::EMPTY_HEADER; max]
+/// A header array for `httparse` to fill: `max` empty entries, or fewer
+/// when `head` is too short to hold that many header lines.
+pub(super) fn header_array<'b>(max: usize, head: &[u8]) -> Vec<Header<'b>> {
+    // The shortest header line, `a:\n`, takes 3 bytes, so a head never
+    // holds more than `len / 3` of them and a shorter array cannot report
+    // too many headers by mistake. This also keeps a huge configured limit
+    // from allocating more than the head itself warrants.
+    let room = head.len() / 3 + 1;
+    vec![httparse::EMPTY_HEADER; max.min(room)]
 }
 
 /// Checks what `httparse` made of a head that `find_head_end` called

@@ -42,7 +42,7 @@ pub fn answer_request(
 /// Checks the request against section 4.2.1, in the order the section
 /// lists its fields.
 fn validate<'b>(head: &'b [u8], config: &Config) -> Result<Accepted<'b>, HandshakeError> {
-    let mut array = headers::header_array(config.max_headers);
+    let mut array = headers::header_array(config.max_headers, head);
     let mut request = httparse::Request::new(&mut array);
     let status = request
         .parse(head)
@@ -121,7 +121,7 @@ fn is_version_13(fields: &[Header<'_>]) -> bool {
 const INLINE_PROTOCOLS: usize = 16;
 
 /// Collects every offered subprotocol in the client's order and lets the
-/// application's hook pick one (section 4.2.2, item 5.4). An index out of
+/// application's hook pick one (section 4.2.2). An index out of
 /// range from the hook is treated as no choice.
 fn choose_protocol<'b>(
     fields: &[Header<'b>],
@@ -793,5 +793,28 @@ mod tests {
             answer(&standard(), &config).0,
             Err(HandshakeError::TooManyHeaders { limit: 0 })
         );
+
+        // A huge limit allocates by the head's size, not the limit's.
+        let config = Config {
+            max_headers: usize::MAX,
+            ..Config::DEFAULT
+        };
+        assert_eq!(
+            answer(&standard(), &config),
+            (Ok(()), String::from(RFC_101))
+        );
+
+        // The shortest possible header lines, up to the bound the array
+        // is sized by, all fit.
+        let mut dense = String::from("GET / HTTP/1.1\r\n");
+        while dense.len() < 600 {
+            dense.push_str("a:\n");
+        }
+        dense.push_str("\r\n");
+        let config = Config {
+            max_headers: 1000,
+            ..Config::DEFAULT
+        };
+        assert_eq!(answer(&dense, &config).0, Err(HandshakeError::MissingHost));
     }
 }
