@@ -77,19 +77,6 @@ pub fn find_head_end(buf: &[u8], scanned: usize) -> Option<usize> {
     scan_head(buf, scanned).0
 }
 
-<<<<<<< HEAD
-/// Server side: validates a complete request head (everything up to and
-/// including its blank line) and appends the `101 Switching Protocols`
-/// answer to `out`. On refusal, appends the HTTP error response instead
-/// (see [`write_rejection`]) and returns why.
-pub fn answer_request(
-    head: &[u8],
-    config: &Config,
-    out: &mut Vec<u8>,
-) -> Result<(), HandshakeError> {
-    let _ = (head, config, out);
-    todo!()
-=======
 /// Below this many bytes to search, finding each `\n` and looking back
 /// is cheaper than setting up a substring search.
 const SUBSTRING_SEARCH_MIN: usize = 64;
@@ -120,7 +107,6 @@ fn scan_head(buf: &[u8], scanned: usize) -> (Option<usize>, usize) {
         }
     }
     (None, (buf.len() - from).max(examined))
->>>>>>> wt-hs
 }
 
 #[cfg(test)]
