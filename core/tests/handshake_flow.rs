@@ -330,3 +330,18 @@ fn client_refuses_a_non_101_status() {
     );
     assert_eq!(p.client.state(), State::Closed);
 }
+
+#[test]
+fn subprotocol_offered_by_the_client_is_accepted() {
+    fn pick_last(offered: &[&str]) -> Option<usize> {
+        offered.len().checked_sub(1)
+    }
+    let mut p = fresh_pair(8, &["chat", "superchat"]);
+    p.config.select_protocol = Some(pick_last);
+    let fed = p.deliver_to_server();
+    assert_eq!(fed.events, [Event::Open]);
+    assert!(find(&fed.out, b"superchat"));
+    let fed = p.deliver_to_client();
+    assert_eq!(fed.error, None);
+    assert_eq!(fed.events, [Event::Open]);
+}
