@@ -71,7 +71,8 @@ pub fn parse_close_payload(payload: &[u8]) -> Result<(CloseCode, &str), Protocol
             if !code.is_valid_on_wire() {
                 return Err(ProtocolError::InvalidCloseCode(code.0));
             }
-            let reason = simdutf8::basic::from_utf8(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
+            let reason =
+                simdutf8::basic::from_utf8(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
             Ok((code, reason))
         }
     }

@@ -121,9 +121,7 @@ impl fmt::Display for HandshakeError {
             HandshakeError::MethodNotGet => f.write_str("request method is not GET"),
             HandshakeError::HttpVersion => f.write_str("http version is not 1.1"),
             HandshakeError::MissingHost => f.write_str("request has no Host header"),
-            HandshakeError::MissingUpgrade => {
-                f.write_str("Upgrade header does not name websocket")
-            }
+            HandshakeError::MissingUpgrade => f.write_str("Upgrade header does not name websocket"),
             HandshakeError::MissingConnectionUpgrade => {
                 f.write_str("Connection header does not name Upgrade")
             }
@@ -147,7 +145,9 @@ impl fmt::Display for HandshakeError {
                 f.write_str("server selected a subprotocol that was not offered")
             }
             HandshakeError::ServerBusy => f.write_str("server is at its connection limit"),
-            HandshakeError::Incomplete => f.write_str("stream ended before the handshake completed"),
+            HandshakeError::Incomplete => {
+                f.write_str("stream ended before the handshake completed")
+            }
             HandshakeError::TimedOut => f.write_str("handshake did not complete in time"),
         }
     }

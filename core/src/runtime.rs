@@ -598,7 +598,10 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             return;
         };
         while !slot.conn.queued().is_empty() {
-            match self.transport.write(&mut slot.stream, &[slot.conn.queued()]) {
+            match self
+                .transport
+                .write(&mut slot.stream, &[slot.conn.queued()])
+            {
                 Ok(Io::Done(n)) => slot.conn.advance_queued(n),
                 Ok(Io::WouldBlock | Io::Closed) => return,
                 Err(e) => {

@@ -71,7 +71,11 @@ pub trait Transport {
 
     /// Waits until something is ready or `timeout` passes (`None`: no
     /// limit), and appends the readiness events to `events`.
-    fn poll(&mut self, events: &mut Vec<Readiness>, timeout: Option<Duration>) -> Result<(), Self::Error>;
+    fn poll(
+        &mut self,
+        events: &mut Vec<Readiness>,
+        timeout: Option<Duration>,
+    ) -> Result<(), Self::Error>;
 
     /// The transport's monotonic clock.
     fn now(&self) -> Duration;
@@ -86,10 +90,20 @@ pub trait Transport {
 
     /// Starts reporting readiness of `stream` under `Token::Stream(key)`,
     /// readable and, if `writable`, writable too.
-    fn register(&mut self, stream: &mut Self::Stream, key: usize, writable: bool) -> Result<(), Self::Error>;
+    fn register(
+        &mut self,
+        stream: &mut Self::Stream,
+        key: usize,
+        writable: bool,
+    ) -> Result<(), Self::Error>;
 
     /// Switches writable interest of a registered stream on or off.
-    fn set_writable(&mut self, stream: &mut Self::Stream, key: usize, writable: bool) -> Result<(), Self::Error>;
+    fn set_writable(
+        &mut self,
+        stream: &mut Self::Stream,
+        key: usize,
+        writable: bool,
+    ) -> Result<(), Self::Error>;
 
     /// Reads into `buf`.
     fn read(&mut self, stream: &mut Self::Stream, buf: &mut [u8]) -> Result<Io, Self::Error>;

@@ -184,7 +184,11 @@ impl Transport for MioTransport {
 
     fn connect(&mut self, addr: &SocketAddr) -> io::Result<TcpStream> {
         let source = self.next_source();
-        let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, Some(Protocol::TCP))?;
+        let socket = Socket::new(
+            Domain::for_address(*addr),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
         socket.set_nonblocking(true)?;
         socket.set_tcp_nodelay(true)?;
         if let Some(ip) = source {
@@ -212,7 +216,12 @@ impl Transport for MioTransport {
             .register(stream, mio::Token(key), interest)
     }
 
-    fn set_writable(&mut self, stream: &mut TcpStream, key: usize, writable: bool) -> io::Result<()> {
+    fn set_writable(
+        &mut self,
+        stream: &mut TcpStream,
+        key: usize,
+        writable: bool,
+    ) -> io::Result<()> {
         let interest = if writable {
             Interest::READABLE | Interest::WRITABLE
         } else {
@@ -320,7 +329,8 @@ impl Server {
         for (index, listener) in listeners.into_iter().enumerate() {
             let transport = MioTransport::server(listener)?;
             wakers.push(transport.waker());
-            let event_loop = EventLoop::new(transport, make_handler(index), config.loop_config.clone());
+            let event_loop =
+                EventLoop::new(transport, make_handler(index), config.loop_config.clone());
             let stop = Arc::clone(&stop);
             let grace = config.shutdown_grace;
             let thread = std::thread::Builder::new()
