@@ -84,12 +84,19 @@ pub(crate) struct Live {
 }
 
 /// The span over which a cumulative counter kept rising.
+///
+/// Samples only bracket the true start and end: the counter started rising
+/// somewhere between the last sample before the first rise and that rise,
+/// and stopped somewhere between the sample before the latest rise and the
+/// rise itself. The average takes the middle of each bracket, which is
+/// unbiased when the true instants fall anywhere within it; a counter still
+/// rising at the latest sample ends at that sample.
 #[derive(Clone, Debug, Default)]
 struct Activity {
-    /// The last sample before the first rise.
-    start: Option<(f64, u64)>,
-    /// The sample of the latest rise.
-    end: Option<(f64, u64)>,
+    /// `(t before, t of the first rise, value before)`.
+    start: Option<(f64, f64, u64)>,
+    /// `(t before, t of the latest rise, value at the rise)`.
+    end: Option<(f64, f64, u64)>,
     last: Option<(f64, u64)>,
     /// Highest rate per second over a full window.
     peak: Option<f64>,
@@ -99,8 +106,8 @@ impl Activity {
     fn observe(&mut self, t: f64, v: u64) {
         if let Some((lt, lv)) = self.last {
             if v > lv {
-                self.start.get_or_insert((lt, lv));
-                self.end = Some((t, v));
+                self.start.get_or_insert((lt, t, lv));
+                self.end = Some((lt, t, v));
             }
         }
         self.last = Some((t, v));
@@ -110,12 +117,24 @@ impl Activity {
         self.peak = Some(self.peak.map_or(rate, |p| p.max(rate)));
     }
 
-    /// Average rate per second while active, and the peak, times `factor`.
+    /// Average rate per second while active.
+    fn average_per_s(&self) -> Option<f64> {
+        let (s0, s1, from) = self.start?;
+        let (e0, e1, to) = self.end?;
+        // Still rising at the latest sample: it has not ended yet.
+        let still_rising = self.last.is_some_and(|(t, _)| t == e1);
+        let end = if still_rising { e1 } else { (e0 + e1) / 2.0 };
+        let mut span = end - (s0 + s1) / 2.0;
+        if span <= 0.0 {
+            // All of it happened between two samples.
+            span = e1 - s0;
+        }
+        (span > 0.0).then(|| (to - from) as f64 / span)
+    }
+
+    /// Average and peak rate per second, times `factor`.
     fn average(&self, factor: f64) -> Average {
-        let avg = match (self.start, self.end) {
-            (Some((st, sv)), Some((et, ev))) if et > st => Some((ev - sv) as f64 / (et - st)),
-            _ => None,
-        };
+        let avg = self.average_per_s();
         Average {
             average: avg.map(|v| v * factor),
             peak: self.peak.or(avg).map(|v| v * factor),
@@ -371,19 +390,42 @@ pub(crate) mod tests {
         }
         let s = st.summary(false);
         assert_eq!(s.connections_opened, 5000);
-        // 5,000 connections between t = 1 and t = 4.
+        // 5,000 connections, first seen rising between t = 1 and 1.25 and
+        // last between 3.75 and 4: the brackets' middles are 2.75 s apart.
         let avg = s.conn_per_ms.average.unwrap();
-        assert!((avg - 5.0 / 3.0).abs() < 1e-9, "{avg}");
+        assert!((avg - 5.0 / 2.75).abs() < 1e-9, "{avg}");
         let peak = s.conn_per_ms.peak.unwrap();
         assert!((peak - 3.0).abs() < 1e-9, "{peak}");
         // 1 KiB per connection: 1,024 connections per MiB.
         assert!((s.conn_per_mib_at_peak_open.unwrap() - 1024.0).abs() < 1e-6);
         assert_eq!(s.open_connections_peak, 5000.0);
-        // Echoes: 20,000 per second from t = 4 to t = 6.
-        assert!((s.echoes_per_ms.average.unwrap() - 20.0).abs() < 1e-9);
-        assert!((s.mb_per_s.average.unwrap() - 0.64).abs() < 1e-9);
+        // Echoes: 40,000 from t = 4 (bracket 4..4.25), still rising at 6.
+        assert!((s.echoes_per_ms.average.unwrap() - 40.0 / 1.875).abs() < 1e-9);
+        assert!((s.mb_per_s.average.unwrap() - 40_000.0 * 32e-6 / 1.875).abs() < 1e-9);
         assert_eq!(s.latency_us, None);
         assert!(!s.interrupted);
+    }
+
+    #[test]
+    fn a_rate_still_rising_at_the_end_is_not_cut_short() {
+        let mut st = DashState::new("t");
+        for i in 0..=8u32 {
+            let t = f64::from(i) * 0.25;
+            st.update(t, "", &snap(0, 0.0, u64::from(i) * 250, 0, None));
+        }
+        // 1,000 echoes/s; started between t = 0 and 0.25, still going at 2.
+        let avg = st.summary(true).echoes_per_ms.average.unwrap();
+        assert!((avg - 2.0 / 1.875).abs() < 1e-9, "{avg}");
+    }
+
+    #[test]
+    fn a_burst_within_one_tick_uses_the_whole_interval() {
+        let mut st = DashState::new("t");
+        st.update(0.0, "", &snap(0, 0.0, 0, 0, None));
+        st.update(0.25, "", &snap(500, 0.0, 0, 0, None));
+        st.update(0.5, "", &snap(500, 0.0, 0, 0, None));
+        let avg = st.summary(false).conn_per_ms.average.unwrap();
+        assert!((avg - 2.0).abs() < 1e-9, "{avg}");
     }
 
     #[test]
