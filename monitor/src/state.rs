@@ -83,53 +83,83 @@ pub(crate) struct Live {
     pub cpu: Option<f64>,
 }
 
+/// A sample of one counter: `(seconds, value)`.
+type Point = (f64, u64);
+
 /// The span over which a cumulative counter kept rising.
 ///
 /// Samples only bracket the true start and end: the counter started rising
-/// somewhere between the last sample before the first rise and that rise,
-/// and stopped somewhere between the sample before the latest rise and the
-/// rise itself. The average takes the middle of each bracket, which is
-/// unbiased when the true instants fall anywhere within it; a counter still
-/// rising at the latest sample ends at that sample.
+/// somewhere within the first interval that shows growth, and stopped
+/// somewhere within the last. How far into the bracket is estimated from
+/// the neighbouring interval's rate (growth in the bracket divided by that
+/// rate is the time it was active there); without a usable neighbour the
+/// middle of the bracket is taken. A counter still rising at the latest
+/// sample ends at that sample.
 #[derive(Clone, Debug, Default)]
 struct Activity {
-    /// `(t before, t of the first rise, value before)`.
-    start: Option<(f64, f64, u64)>,
-    /// `(t before, t of the latest rise, value at the rise)`.
-    end: Option<(f64, f64, u64)>,
-    last: Option<(f64, u64)>,
+    /// `[before, first rise]`, then the sample after the first rise.
+    start: Option<([Point; 2], Option<Point>)>,
+    /// The sample before `[before, latest rise]`, then that bracket.
+    end: Option<(Option<Point>, [Point; 2])>,
+    /// The latest two samples, newest last.
+    prev: Option<Point>,
+    last: Option<Point>,
     /// Highest rate per second over a full window.
     peak: Option<f64>,
 }
 
+/// How long a counter was active within an interval that grew by `grew`,
+/// going by a neighbouring interval's growth and length; `None` if that
+/// neighbour says nothing.
+fn active_time(grew: u64, neighbour: (Point, Point), bracket: f64) -> Option<f64> {
+    let ((t0, v0), (t1, v1)) = neighbour;
+    if v1 <= v0 || t1 <= t0 {
+        return None;
+    }
+    let rate = (v1 - v0) as f64 / (t1 - t0);
+    Some((grew as f64 / rate).min(bracket))
+}
+
 impl Activity {
     fn observe(&mut self, t: f64, v: u64) {
-        if let Some((lt, lv)) = self.last {
-            if v > lv {
-                self.start.get_or_insert((lt, t, lv));
-                self.end = Some((lt, t, v));
-            }
+        if let Some(([_, first], next @ None)) = &mut self.start {
+            *next = Some((t, v)).filter(|_| self.last == Some(*first));
         }
+        if let Some(last) = self.last.filter(|&(_, lv)| v > lv) {
+            self.start.get_or_insert(([last, (t, v)], None));
+            self.end = Some((self.prev, [last, (t, v)]));
+        }
+        self.prev = self.last;
         self.last = Some((t, v));
-    }
-
-    fn peak(&mut self, rate: f64) {
-        self.peak = Some(self.peak.map_or(rate, |p| p.max(rate)));
     }
 
     /// Average rate per second while active.
     fn average_per_s(&self) -> Option<f64> {
-        let (s0, s1, from) = self.start?;
-        let (e0, e1, to) = self.end?;
-        // Still rising at the latest sample: it has not ended yet.
+        let ([(s0, from), (s1, v1)], next) = self.start?;
+        let (before, [(e0, ve0), (e1, to)]) = self.end?;
+
+        let start = next
+            .and_then(|n| active_time(v1 - from, ((s1, v1), n), s1 - s0))
+            .map_or((s0 + s1) / 2.0, |active| s1 - active);
         let still_rising = self.last.is_some_and(|(t, _)| t == e1);
-        let end = if still_rising { e1 } else { (e0 + e1) / 2.0 };
-        let mut span = end - (s0 + s1) / 2.0;
+        let end = if still_rising {
+            e1
+        } else {
+            before
+                .and_then(|b| active_time(to - ve0, (b, (e0, ve0)), e1 - e0))
+                .map_or((e0 + e1) / 2.0, |active| e0 + active)
+        };
+
+        let mut span = end - start;
         if span <= 0.0 {
             // All of it happened between two samples.
             span = e1 - s0;
         }
         (span > 0.0).then(|| (to - from) as f64 / span)
+    }
+
+    fn peak(&mut self, rate: f64) {
+        self.peak = Some(self.peak.map_or(rate, |p| p.max(rate)));
     }
 
     /// Average and peak rate per second, times `factor`.
@@ -390,18 +420,17 @@ pub(crate) mod tests {
         }
         let s = st.summary(false);
         assert_eq!(s.connections_opened, 5000);
-        // 5,000 connections, first seen rising between t = 1 and 1.25 and
-        // last between 3.75 and 4: the brackets' middles are 2.75 s apart.
+        // 5,000 connections, rising from t = 1 to t = 4.
         let avg = s.conn_per_ms.average.unwrap();
-        assert!((avg - 5.0 / 2.75).abs() < 1e-9, "{avg}");
+        assert!((avg - 5.0 / 3.0).abs() < 1e-9, "{avg}");
         let peak = s.conn_per_ms.peak.unwrap();
         assert!((peak - 3.0).abs() < 1e-9, "{peak}");
         // 1 KiB per connection: 1,024 connections per MiB.
         assert!((s.conn_per_mib_at_peak_open.unwrap() - 1024.0).abs() < 1e-6);
         assert_eq!(s.open_connections_peak, 5000.0);
-        // Echoes: 40,000 from t = 4 (bracket 4..4.25), still rising at 6.
-        assert!((s.echoes_per_ms.average.unwrap() - 40.0 / 1.875).abs() < 1e-9);
-        assert!((s.mb_per_s.average.unwrap() - 40_000.0 * 32e-6 / 1.875).abs() < 1e-9);
+        // Echoes: 40,000 from t = 4, still rising at t = 6.
+        assert!((s.echoes_per_ms.average.unwrap() - 20.0).abs() < 1e-9);
+        assert!((s.mb_per_s.average.unwrap() - 0.64).abs() < 1e-9);
         assert_eq!(s.latency_us, None);
         assert!(!s.interrupted);
     }
@@ -413,9 +442,22 @@ pub(crate) mod tests {
             let t = f64::from(i) * 0.25;
             st.update(t, "", &snap(0, 0.0, u64::from(i) * 250, 0, None));
         }
-        // 1,000 echoes/s; started between t = 0 and 0.25, still going at 2.
+        // 1,000 echoes/s from t = 0, still going at t = 2.
         let avg = st.summary(true).echoes_per_ms.average.unwrap();
-        assert!((avg - 2.0 / 1.875).abs() < 1e-9, "{avg}");
+        assert!((avg - 1.0).abs() < 1e-9, "{avg}");
+    }
+
+    #[test]
+    fn partial_first_and_last_intervals_are_estimated_from_their_neighbours() {
+        let mut st = DashState::new("t");
+        // 4,000 conn/s from t = 0.15 to t = 1.1, sampled every 0.25 s.
+        let opened = |t: f64| ((t.clamp(0.15, 1.1) - 0.15) * 4000.0).round() as u64;
+        for i in 0..=8u32 {
+            let t = f64::from(i) * 0.25;
+            st.update(t, "", &snap(opened(t), 0.0, 0, 0, None));
+        }
+        let avg = st.summary(false).conn_per_ms.average.unwrap();
+        assert!((avg - 4.0).abs() < 1e-9, "{avg}");
     }
 
     #[test]
