@@ -123,11 +123,12 @@ doc_check() { RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps; }
 
 no_std_build() { cargo build -p tern-core --no-default-features; }
 
+# nextest runs last so that its summary closes the step.
 run_tests() {
-    cargo nextest run --workspace --no-fail-fast
+    python3 -m unittest discover -s scripts/autobahn -p 'test_*.py'
     # nextest does not run doc tests.
     cargo test --workspace --doc
-    python3 -m unittest discover -s scripts/autobahn -p 'test_*.py'
+    cargo nextest run --workspace --no-fail-fast
 }
 
 # True when something accepts TCP connections at $1:$2.

@@ -119,8 +119,20 @@ def summary_line(result):
     )
 
 
+def counts_line(result):
+    """The plain closing line, `autobahn: N passed, N failed`.
+
+    Passed counts OK and INFORMATIONAL cases; failed counts failed cases plus
+    case patterns that matched nothing, so that a short run never reads as
+    clean.
+    """
+    passed_count = len(result["ok"]) + len(result["informational"])
+    failed_count = len(result["failed"]) + len(result["unmatched"])
+    return f"autobahn: {passed_count} passed, {failed_count} failed"
+
+
 def report_lines(result, cases):
-    """Every line to print: failures first, then unmatched patterns, then the summary."""
+    """Every line to print: failures, unmatched patterns, the summary, the counts."""
     lines = []
     for case_id, behavior, behavior_close in result["failed"]:
         reportfile = cases[case_id].get("reportfile", "")
@@ -133,6 +145,7 @@ def report_lines(result, cases):
     if result["total"] == 0:
         lines.append("MISSING: the report holds no case")
     lines.append(summary_line(result))
+    lines.append(counts_line(result))
     return lines
 
 

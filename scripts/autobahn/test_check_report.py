@@ -59,7 +59,13 @@ class AllowedVerdicts(RunMain):
         index = {"tern": {"1.1.1": entry("OK"), "1.1.2": entry("OK"), "2.1": entry("OK")}}
         code, out, _ = self.run_main(index)
         self.assertEqual(code, 0)
-        self.assertEqual(out, ["autobahn: 3 cases, 3 OK, 0 INFORMATIONAL, 0 failed"])
+        self.assertEqual(
+            out,
+            [
+                "autobahn: 3 cases, 3 OK, 0 INFORMATIONAL, 0 failed",
+                "autobahn: 3 passed, 0 failed",
+            ],
+        )
 
     def test_informational_is_allowed_and_listed(self):
         index = {
@@ -72,13 +78,17 @@ class AllowedVerdicts(RunMain):
         code, out, _ = self.run_main(index)
         self.assertEqual(code, 0)
         self.assertEqual(
-            out, ["autobahn: 3 cases, 1 OK, 2 INFORMATIONAL (7.1.6, 7.13.1), 0 failed"]
+            out,
+            [
+                "autobahn: 3 cases, 1 OK, 2 INFORMATIONAL (7.1.6, 7.13.1), 0 failed",
+                "autobahn: 3 passed, 0 failed",
+            ],
         )
 
     def test_close_informational_with_ok_behavior_is_allowed(self):
         code, out, _ = self.run_main({"tern": {"7.1.6": entry("OK", "INFORMATIONAL")}})
         self.assertEqual(code, 0)
-        self.assertIn("1 INFORMATIONAL (7.1.6)", out[-1])
+        self.assertIn("1 INFORMATIONAL (7.1.6)", out[-2])
 
 
 class FailingVerdicts(RunMain):
@@ -88,7 +98,8 @@ class FailingVerdicts(RunMain):
                 code, out, _ = self.run_main({"tern": {"3.2": entry(verdict, "OK")}})
                 self.assertEqual(code, 1)
                 self.assertEqual(out[0], f"FAILED 3.2: behavior={verdict} behaviorClose=OK")
-                self.assertEqual(out[-1], "autobahn: 1 cases, 0 OK, 0 INFORMATIONAL, 1 failed")
+                self.assertEqual(out[-2], "autobahn: 1 cases, 0 OK, 0 INFORMATIONAL, 1 failed")
+                self.assertEqual(out[-1], "autobahn: 0 passed, 1 failed")
 
     def test_bad_close_verdict_alone_fails(self):
         code, out, _ = self.run_main({"tern": {"5.15": entry("OK", "WRONG CODE")}})
@@ -123,6 +134,7 @@ class FailingVerdicts(RunMain):
                 "FAILED 1.1.10: behavior=FAILED behaviorClose=FAILED",
                 "FAILED 10.1.1: behavior=FAILED behaviorClose=FAILED",
                 "autobahn: 5 cases, 1 OK, 1 INFORMATIONAL (7.1.6), 3 failed",
+                "autobahn: 2 passed, 3 failed",
             ],
         )
 
@@ -138,6 +150,7 @@ class Completeness(RunMain):
         code, out, _ = self.run_main(index, "--cases", "1.*,2.*,3.*")
         self.assertEqual(code, 1)
         self.assertEqual(out[0], "MISSING: case pattern '3.*' matched no case in the report")
+        self.assertEqual(out[-1], "autobahn: 2 passed, 1 failed")
 
     def test_pattern_does_not_match_longer_section(self):
         # "1.*" must not be satisfied by case 10.1.1.
