@@ -78,6 +78,7 @@ esac
 
 # Something must listen before the suite starts: otherwise wstest reports
 # every case as failed, which hides the real cause.
+# shellcheck disable=SC2016 # $0 and $1 expand in the inner shell
 if ! timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$PORT" 2>/dev/null; then
     die "nothing listens at $HOST:$PORT: start the server first (e.g. target/release/tern serve --port $PORT --host $HOST)"
 fi

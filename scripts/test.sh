@@ -39,8 +39,7 @@ stop_server() {
     SERVER_PID=""
     kill -0 "$pid" 2>/dev/null || return 0
     kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -133,6 +132,7 @@ run_tests() {
 
 # True when something accepts TCP connections at $1:$2.
 port_listens() {
+    # shellcheck disable=SC2016 # $0 and $1 expand in the inner shell
     timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
 }
 
