@@ -68,15 +68,12 @@ fn handshake_deadline_is_absolute() {
 
     // Trickle one header byte per simulated second: the deadline counts
     // from accept, so the trickle cannot keep the connection alive.
-    for (second, byte) in REQUEST.iter().take(20).enumerate() {
-        client
-            .write(&mut end, &[std::slice::from_ref(byte)])
-            .unwrap();
+    for (second, byte) in REQUEST.iter().take(5).enumerate() {
+        let byte = std::slice::from_ref(byte);
+        client.write(&mut end, &[byte]).unwrap();
         server.run_once(Some(Duration::ZERO)).unwrap();
+        assert_eq!(server.len(), 1, "still waiting at second {second}");
         net.borrow_mut().advance(Duration::from_secs(1));
-        if second < 4 {
-            assert_eq!(server.len(), 1, "still waiting at second {second}");
-        }
     }
     server.run_once(Some(Duration::ZERO)).unwrap();
     assert!(server.is_empty());
@@ -126,9 +123,11 @@ fn close_all_sends_going_away() {
     let mut client = PipeTransport::new(&net, Side::Client);
     let mut end = client.connect(&()).unwrap();
     client.write(&mut end, &[REQUEST]).unwrap();
+    // One step accepts the stream, the next reads the request.
+    server.run_once(Some(Duration::ZERO)).unwrap();
     server.run_once(Some(Duration::ZERO)).unwrap();
     let (answer, _) = drain(&mut client, &mut end);
-    assert!(answer.ends_with(b"\r\n\r\n"));
+    assert!(answer.starts_with(b"HTTP/1.1 101 "));
 
     server.close_all(tern_core::CloseCode::GOING_AWAY, "");
     server.run_once(Some(Duration::ZERO)).unwrap();
