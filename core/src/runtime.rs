@@ -390,7 +390,7 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
                         self.on_writable(key);
                     }
                     if readiness.readable {
-                        self.on_readable(key);
+                        self.on_readable(key, readiness.hangup);
                     }
                 }
                 Token::Waker => {}
@@ -498,7 +498,10 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
         self.push_deadline(key, serial);
     }
 
-    fn on_readable(&mut self, key: usize) {
+    /// Reads connection `key` until a read leaves its buffer unfilled
+    /// (everything waiting was taken: a syscall that would only say "would
+    /// block" is saved) or, after a `hangup`, until the end of the stream.
+    fn on_readable(&mut self, key: usize, hangup: bool) {
         loop {
             let Some(slot) = self.slots.get_mut(key) else {
                 return;
@@ -510,7 +513,8 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             let read = self.transport.read(&mut slot.stream, &mut self.read_buf);
             match read {
                 Ok(Io::Done(n)) => {
-                    if !self.handle_input(key, n) {
+                    let drained = n < self.read_buf.len() && !hangup;
+                    if !self.handle_input(key, n) || drained {
                         return;
                     }
                 }
