@@ -36,7 +36,7 @@ struct Echo;
 
 impl Handler for Echo {
     fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>) {
-        match cx.send(&message) {
+        match cx.send_message(message) {
             Ok(()) => {}
             // A peer that does not read its echoes is not worth buffering
             // for without bound.

@@ -45,6 +45,7 @@ use crate::handshake::{
     write_request, ClientRequest,
 };
 use crate::mask::apply_mask;
+use crate::outqueue::OutQueue;
 use crate::utf8::Utf8Stream;
 
 /// Which end of the connection this is.
@@ -239,9 +240,8 @@ struct Transient {
     message: Vec<u8>,
     message_kind: Option<Kind>,
     utf8: Utf8Stream,
-    /// Output handed back by the transport, from `queue_start` on.
-    queue: Vec<u8>,
-    queue_start: usize,
+    /// Output the transport has not taken yet.
+    queue: OutQueue,
 }
 
 impl Transient {
@@ -255,16 +255,14 @@ impl Transient {
             && self.message.capacity() == 0
             && self.message_kind.is_none()
             && self.utf8.is_clear()
-            && self.queue.capacity() == 0
+            && self.queue.is_unallocated()
     }
 
     /// Drops all input state and keeps only the output queue.
     fn clear_input(&mut self) {
         let queue = mem::take(&mut self.queue);
-        let queue_start = self.queue_start;
         *self = Transient {
             queue,
-            queue_start,
             ..Transient::default()
         };
     }
@@ -276,7 +274,7 @@ impl Transient {
             + self.expect.as_ref().map_or(0, |e| e.protocols.capacity())
             + self.control.capacity()
             + self.message.capacity()
-            + self.queue.capacity()
+            + self.queue.heap_bytes()
     }
 }
 
@@ -380,6 +378,40 @@ impl Connection {
         }
     }
 
+    /// Sends a message handed over by value as one frame. A large message
+    /// that owns its buffer (as a message joined from several reads does)
+    /// is queued in that very buffer, masked in place for a client, and
+    /// never copied; anything else is sent as by [`Connection::send`].
+    /// This is what an echo should use.
+    pub fn send_message(
+        &mut self,
+        message: Message<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        let (opcode, mut payload) = match message {
+            Message::Text(Cow::Owned(text)) if text.len() >= DIRECT_QUEUE_MIN => {
+                (OpCode::Text, text.into_bytes())
+            }
+            Message::Binary(Cow::Owned(data)) if data.len() >= DIRECT_QUEUE_MIN => {
+                (OpCode::Binary, data)
+            }
+            other => return self.send(&other, out),
+        };
+        self.check_sendable()?;
+
+        let header = self.frame_header(opcode, payload.len());
+        if let Some(key) = header.mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        // Order on the wire: what `out` holds, the header, the payload.
+        self.queue(out);
+        out.clear();
+        let queue = &mut self.transient().queue;
+        queue.push(header.encode().as_bytes());
+        queue.push_owned(payload);
+        Ok(())
+    }
+
     /// Appends a ping (at most 125 bytes).
     pub fn send_ping(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
         self.check_sendable()?;
@@ -445,12 +477,19 @@ impl Connection {
         }
     }
 
-    /// Bytes handed back with [`Connection::queue`] and not yet transmitted.
+    /// The next queued bytes to transmit (the queue may hold more behind
+    /// them: once [`Connection::advance_queued`] has taken all of these,
+    /// the next part follows). Empty when nothing is queued.
     pub fn queued(&self) -> &[u8] {
         match &self.transient {
-            Some(t) => &t.queue[t.queue_start..],
+            Some(t) => t.queue.front(),
             None => &[],
         }
+    }
+
+    /// All queued bytes, in every part of the queue.
+    pub fn queued_len(&self) -> usize {
+        self.transient.as_ref().map_or(0, |t| t.queue.len())
     }
 
     /// Keeps bytes the transport did not accept, behind any already queued.
@@ -458,9 +497,7 @@ impl Connection {
         if bytes.is_empty() {
             return;
         }
-        // Compacting once the sent part is at least half the buffer moves
-        // each byte at most once per byte sent, so queueing stays linear.
-        self.queue_buffer().extend_from_slice(bytes);
+        self.transient().queue.push(bytes);
     }
 
     /// Drops the first `n` queued bytes once the transport took them; frees
@@ -469,11 +506,7 @@ impl Connection {
         let Some(t) = &mut self.transient else {
             return;
         };
-        t.queue_start = (t.queue_start + n).min(t.queue.len());
-        if t.queue_start == t.queue.len() {
-            t.queue = Vec::new();
-            t.queue_start = 0;
-        }
+        t.queue.advance(n);
         self.settle();
     }
 
@@ -936,16 +969,8 @@ impl Connection {
     /// Appends one final frame. Section 5.3: a client masks every frame
     /// with a fresh key, a server never masks.
     fn write_frame(&mut self, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
-        let mask = match self.role {
-            Role::Client => Some((splitmix64(&mut self.rng) as u32).to_le_bytes()),
-            Role::Server => None,
-        };
-        let header = FrameHeader {
-            fin: true,
-            opcode,
-            mask,
-            len: payload.len() as u64,
-        };
+        let header = self.frame_header(opcode, payload.len());
+        let mask = header.mask;
 
         // A large frame skips `out`: copied there, most of it would be
         // copied again into the queue once the transport took its fill,
@@ -954,7 +979,7 @@ impl Connection {
         let target = if payload.len() >= DIRECT_QUEUE_MIN {
             self.queue(out);
             out.clear();
-            self.queue_buffer()
+            self.transient().queue.open_segment()
         } else {
             out
         };
@@ -967,14 +992,19 @@ impl Connection {
         }
     }
 
-    /// The output queue, compacted so it can grow at its end.
-    fn queue_buffer(&mut self) -> &mut Vec<u8> {
-        let t = self.transient();
-        if t.queue_start > 0 && t.queue_start >= t.queue.len() / 2 {
-            t.queue.drain(..t.queue_start);
-            t.queue_start = 0;
+    /// The header of a final frame of `len` bytes, with a fresh mask key
+    /// for a client.
+    fn frame_header(&mut self, opcode: OpCode, len: usize) -> FrameHeader {
+        let mask = match self.role {
+            Role::Client => Some((splitmix64(&mut self.rng) as u32).to_le_bytes()),
+            Role::Server => None,
+        };
+        FrameHeader {
+            fin: true,
+            opcode,
+            mask,
+            len: len as u64,
         }
-        &mut t.queue
     }
 
     /// The transient state, created if absent.

@@ -84,6 +84,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+mod outqueue;
 pub mod runtime;
 pub mod transport;
 mod utf8;

@@ -161,6 +161,13 @@ impl Context<'_> {
         self.conn.send(message, self.out)
     }
 
+    /// Sends a message handed over by value: a large message that owns
+    /// its buffer is sent from that buffer without a copy (see
+    /// [`Connection::send_message`]). This is what an echo should use.
+    pub fn send_message(&mut self, message: Message<'_>) -> Result<(), SendError> {
+        self.conn.send_message(message, self.out)
+    }
+
     /// Sends a text message as one frame.
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
         self.conn.send_text(text, self.out)
@@ -183,7 +190,7 @@ impl Context<'_> {
 
     /// Bytes waiting for the transport to accept them.
     pub fn queued_len(&self) -> usize {
-        self.conn.queued().len()
+        self.conn.queued_len()
     }
 }
 
