@@ -34,7 +34,10 @@ use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::hash::Hasher;
 use core::mem;
+
+use siphasher::sip::SipHasher24;
 
 use crate::close::{parse_close_payload, CloseCode};
 use crate::config::Config;
@@ -295,14 +298,16 @@ impl Connection {
     }
 
     /// A client connection: appends the opening request to `out`. `seed`
-    /// seeds the generator of the key and of every frame mask; give it 64
-    /// bits from the operating system's random source.
+    /// is the secret behind the handshake key and every frame mask: give it
+    /// 64 bits from the operating system's random source, fresh for each
+    /// connection (never a counter or a constant: the masks are exactly as
+    /// unpredictable as the seed).
     pub fn client(request: &ClientRequest<'_>, seed: u64, out: &mut Vec<u8>) -> Self {
         let mut conn = Connection::new(Role::Client, State::Handshake, seed);
 
         let mut random = [0u8; 16];
-        random[..8].copy_from_slice(&splitmix64(&mut conn.rng).to_le_bytes());
-        random[8..].copy_from_slice(&splitmix64(&mut conn.rng).to_le_bytes());
+        random[..8].copy_from_slice(&next_random(&mut conn.rng).to_le_bytes());
+        random[8..].copy_from_slice(&next_random(&mut conn.rng).to_le_bytes());
         let key = generate_key(random);
         write_request(request, &key, out);
 
@@ -996,7 +1001,7 @@ impl Connection {
     /// for a client.
     fn frame_header(&mut self, opcode: OpCode, len: usize) -> FrameHeader {
         let mask = match self.role {
-            Role::Client => Some((splitmix64(&mut self.rng) as u32).to_le_bytes()),
+            Role::Client => Some((next_random(&mut self.rng) as u32).to_le_bytes()),
             Role::Server => None,
         };
         FrameHeader {
@@ -1030,16 +1035,30 @@ impl Connection {
     }
 }
 
-/// splitmix64: a small, fast generator with a full 2^64 period; plenty for
-/// frame masks, whose only job is to make payloads unpredictable to
-/// intermediaries (section 10.3).
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// The next unpredictable 64 bits for a client's key and frame masks.
+///
+/// Section 10.3 asks that masks cannot be predicted by whoever chooses the
+/// payload, so a plain generator whose state can be read back from its
+/// output (as the handshake key reveals two outputs in clear) will not do.
+/// The state is a secret seeded from the operating system; each step keys
+/// SipHash-2-4 with it and derives two values: the output, and the next
+/// state. Both are outputs of a keyed pseudo-random function, so the
+/// outputs seen on the wire tell nothing about the state or about the next
+/// masks short of a search over all 2^64 states.
+fn next_random(state: &mut u64) -> u64 {
+    let derive = |label: u8| {
+        let mut hasher = SipHasher24::new_with_keys(*state, MASK_DOMAIN);
+        hasher.write_u8(label);
+        hasher.finish()
+    };
+    let output = derive(0);
+    *state = derive(1);
+    output
 }
+
+/// Second SipHash key of [`next_random`]: a constant that separates this use
+/// of the seed from any other.
+const MASK_DOMAIN: u64 = 0x7465_726e_6d61_736b;
 
 // The memory budget of a connection, enforced at compile time.
 const _: () = assert!(mem::size_of::<Connection>() <= 24);
