@@ -147,7 +147,12 @@ impl FrameHeader {
                 let Some(bytes) = buf.get(2..4) else {
                     return Ok(None);
                 };
-                (u64::from(u16::from_be_bytes([bytes[0], bytes[1]])), 4)
+                let len = u16::from_be_bytes([bytes[0], bytes[1]]);
+                // Section 5.2: "the minimal number of bytes MUST be used".
+                if len < 126 {
+                    return Err(ProtocolError::NonMinimalLength(u64::from(len)));
+                }
+                (u64::from(len), 4)
             }
             127 => {
                 // Section 5.2: the most significant bit of a 64-bit length
@@ -160,7 +165,11 @@ impl FrameHeader {
                 };
                 let mut be = [0u8; 8];
                 be.copy_from_slice(bytes);
-                (u64::from_be_bytes(be), 10)
+                let len = u64::from_be_bytes(be);
+                if len <= 0xFFFF {
+                    return Err(ProtocolError::NonMinimalLength(len));
+                }
+                (len, 10)
             }
             n => (u64::from(n), 2),
         };
@@ -237,6 +246,21 @@ fn control_len_hint(buf: &[u8], short_len: u8) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn non_minimal_lengths_fail() {
+        // 5 in the 16-bit form, 65,535 in the 64-bit form.
+        let short = [0x82, 0xFE, 0x00, 0x05, 1, 2, 3, 4];
+        assert_eq!(
+            FrameHeader::decode(&short, Role::Server),
+            Err(ProtocolError::NonMinimalLength(5))
+        );
+        let long = [0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 1, 2, 3, 4];
+        assert_eq!(
+            FrameHeader::decode(&long, Role::Server),
+            Err(ProtocolError::NonMinimalLength(0xFFFF))
+        );
+    }
+
     use super::*;
     use alloc::vec::Vec;
 
