@@ -773,7 +773,19 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             }
         }
 
-        self.flush(key);
+        // A peer that sent its close (or broke the protocol) and then reset
+        // the stream is reported for what it sent, not for the failed
+        // answer.
+        let flushed = self.try_flush(key);
+        if let Err(e) = flushed {
+            match &ended {
+                None => self.end(key, Ended::Transport(&e)),
+                Some(Ok(code)) => self.end(key, Ended::Closed(*code)),
+                Some(Err(error)) => self.end(key, Ended::Failed(error)),
+            }
+            self.overflowed = false;
+            return false;
+        }
         if self.end_if_overflowed(key) {
             return false;
         }
@@ -884,38 +896,42 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
     /// connection's queue otherwise (and for whatever the transport did not
     /// take), with writable interest on while anything is queued.
     fn flush(&mut self, key: usize) {
+        if let Err(e) = self.try_flush(key) {
+            self.end(key, Ended::Transport(&e));
+        }
+    }
+
+    /// [`EventLoop::flush`] leaving the connection alive on a transport
+    /// error, for a caller that reports the end itself.
+    fn try_flush(&mut self, key: usize) -> Result<(), T::Error> {
+        let result = self.write_out(key);
+        self.clear_out();
+        result
+    }
+
+    fn write_out(&mut self, key: usize) -> Result<(), T::Error> {
         if self.out.is_empty() {
-            return;
+            return Ok(());
         }
         let Some(slot) = self.slots.get_mut(key) else {
-            self.clear_out();
-            return;
+            return Ok(());
         };
 
         let mut written = 0;
         if slot.conn.queued().is_empty() {
-            match self.transport.write(&mut slot.stream, &[&self.out]) {
-                Ok(Io::Done(n)) => written = n,
-                Ok(Io::WouldBlock | Io::Closed) => {}
-                Err(e) => {
-                    self.clear_out();
-                    self.end(key, Ended::Transport(&e));
-                    return;
-                }
+            match self.transport.write(&mut slot.stream, &[&self.out])? {
+                Io::Done(n) => written = n,
+                Io::WouldBlock | Io::Closed => {}
             }
         }
         if written < self.out.len() {
             slot.conn.queue(&self.out[written..]);
             if !slot.writable {
                 slot.writable = true;
-                if let Err(e) = self.transport.set_writable(&mut slot.stream, key, true) {
-                    self.clear_out();
-                    self.end(key, Ended::Transport(&e));
-                    return;
-                }
+                self.transport.set_writable(&mut slot.stream, key, true)?;
             }
         }
-        self.clear_out();
+        Ok(())
     }
 
     fn clear_out(&mut self) {
@@ -945,6 +961,10 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
         };
         if slot.conn.queued().is_empty() {
             self.end(key, ended);
+            return;
+        }
+        if slot.serial & LINGER_BIT != 0 {
+            // Already lingering, its end reported.
             return;
         }
         // Report the end now; the slot stays only to flush the answer, and
