@@ -533,3 +533,38 @@ fn resets_in_every_phase_free_the_connection() {
         assert_eq!(server.handler().ended, [expected], "phase {i}");
     }
 }
+
+#[test]
+fn oversized_control_frame_error_does_not_depend_on_read_cuts() {
+    use tern_core::{Config, Connection, Event, Input, ProtocolError, Role};
+
+    // A ping announcing 300 bytes through the 16-bit length, cut after
+    // its second byte or delivered whole: both name 300 bytes and answer
+    // 1002.
+    let frame = [0x89, 0xFE, 0x01, 0x2C, 1, 2, 3, 4];
+    let run = |cut: usize| {
+        let mut conn = Connection::open(Role::Server, 0);
+        let mut out = Vec::new();
+        let mut result = Ok(None::<Event<'static>>);
+        for part in [&frame[..cut], &frame[cut..]] {
+            let mut buf = part.to_vec();
+            let mut input = Input::new(&mut buf);
+            result = conn
+                .poll_event(&Config::DEFAULT, &mut input, &mut out)
+                .map(|e| e.map(Event::into_owned));
+            if result.is_err() {
+                break;
+            }
+        }
+        (result, out)
+    };
+    let (whole, whole_out) = run(frame.len());
+    let (cut, cut_out) = run(2);
+    let expected = Err(tern_core::Error::Protocol(ProtocolError::ControlTooLong(
+        300,
+    )));
+    assert_eq!(whole, expected);
+    assert_eq!(cut, expected);
+    assert_eq!(whole_out, [0x88, 0x02, 0x03, 0xea]);
+    assert_eq!(cut_out, whole_out);
+}
