@@ -424,7 +424,10 @@ fn close_code(buf: &mut Vec<u8>) -> Option<u16> {
             return None;
         };
         let (len, start): (usize, usize) = match b1 & 0x7F {
-            126 => (usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])), 4),
+            126 => (
+                usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
+                4,
+            ),
             127 => {
                 let bytes: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
                 (u64::from_be_bytes(bytes) as usize, 10)

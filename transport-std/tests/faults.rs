@@ -12,9 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use socket2::Socket;
-use tern_core::{
-    Context, Ended, EventLoop, Handler, LoopConfig, LoopStats, Message, OnQueueFull,
-};
+use tern_core::{Context, Ended, EventLoop, Handler, LoopConfig, LoopStats, Message, OnQueueFull};
 use tern_transport_std::attack::{self, AttackLimits, Outcome, Scenario};
 use tern_transport_std::{bind, MioTransport, Server, ServerConfig};
 
@@ -299,7 +297,10 @@ fn attack_scenarios_get_their_answers() {
     // idle sweep drops them (they show no life).
     let report = attack::run(Scenario::NeverRead, server.addr, &limits);
     assert_eq!(report.connections, 20);
-    assert_eq!(report.count(Outcome::Reset) + report.count(Outcome::Stalled), 20);
+    assert_eq!(
+        report.count(Outcome::Reset) + report.count(Outcome::Stalled),
+        20
+    );
 
     let (alive, stats) = server.finish(&echo, 100);
     assert_eq!(alive, 0, "{stats:?}");

@@ -19,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
         };
         assert!(n <= data.len() && n <= 14);
         for k in 0..n {
-            assert_eq!(FrameHeader::decode(&data[..k], role), Ok(None), "prefix {k}");
+            assert_eq!(
+                FrameHeader::decode(&data[..k], role),
+                Ok(None),
+                "prefix {k}"
+            );
         }
         let encoded = header.encode();
         assert_eq!(

@@ -94,5 +94,10 @@ fuzz_target!(|data: &[u8]| {
 
     let whole = run(&config, &[&bytes]);
     let split = run(&config, &reads);
-    assert_eq!(whole, split, "cut into {:?}", reads.iter().map(|r| r.len()).collect::<Vec<_>>());
+    assert_eq!(
+        whole,
+        split,
+        "cut into {:?}",
+        reads.iter().map(|r| r.len()).collect::<Vec<_>>()
+    );
 });
