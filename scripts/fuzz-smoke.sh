@@ -41,6 +41,7 @@ for target in "${targets[@]}"; do
         status=1
         continue
     fi
-    grep -E '^Done|^#[0-9]+ +DONE' "$scratch/$target.log" | tail -1 || true
+    grep -E '^#[0-9]+' "$scratch/$target.log" | tail -1 || true
+    grep -E '^Done' "$scratch/$target.log" || true
 done
 exit $status
