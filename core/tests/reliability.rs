@@ -568,3 +568,25 @@ fn oversized_control_frame_error_does_not_depend_on_read_cuts() {
     assert_eq!(whole_out, [0x88, 0x02, 0x03, 0xea]);
     assert_eq!(cut_out, whole_out);
 }
+
+#[test]
+fn lingering_close_is_dropped_at_its_deadline_when_never_read() {
+    let config = LoopConfig {
+        handshake_timeout: Duration::from_secs(5),
+        idle_timeout: None,
+        ..flood_config(OnQueueFull::Close)
+    };
+    let mut s = Setup::open(1024, config, App::default());
+    App::start_flood(&mut s, MESSAGE);
+    // Reported at once; the slot stays to flush the close 1008.
+    assert_eq!(s.server.handler().ended, [("queue full", 1008)]);
+    assert_eq!(s.server.len(), 1);
+
+    // The client never reads: the linger deadline drops it.
+    let start = s.server.transport().now();
+    s.wait();
+    assert!(s.server.is_empty());
+    assert_eq!(s.server.transport().now() - start, Duration::from_secs(5));
+    assert_eq!(s.server.handler().ended.len(), 1);
+    s.assert_all_freed();
+}
