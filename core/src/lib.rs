@@ -94,5 +94,5 @@ pub use config::Config;
 pub use connection::{Connection, Event, Input, Message, Role, State};
 pub use error::{Error, HandshakeError, ProtocolError, SendError};
 pub use handshake::ClientRequest;
-pub use runtime::{ConnId, Context, Ended, EventLoop, Handler, LoopConfig, LoopStats};
+pub use runtime::{ConnId, Context, Ended, EventLoop, Handler, LoopConfig, LoopStats, OnQueueFull};
 pub use transport::{Io, Readiness, Token, Transport};
