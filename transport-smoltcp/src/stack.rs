@@ -95,8 +95,8 @@ impl Default for StackConfig {
     fn default() -> Self {
         StackConfig {
             shards: 16,
-            rx_buffer: 2048,
-            tx_buffer: 2048,
+            rx_buffer: 1024,
+            tx_buffer: 1024,
             listen_pool: 4,
             close_timeout: Duration::from_secs(10),
             nagle: false,
@@ -402,6 +402,13 @@ impl<L: Link> SmolTransport<L> {
     /// listening pool).
     pub fn sockets(&self) -> usize {
         self.live
+    }
+
+    /// Sockets held by each shard (listening pool included): how evenly
+    /// the 4-tuple hash spreads them. Walks the shards; for tests and
+    /// diagnostics.
+    pub fn shard_loads(&self) -> Vec<usize> {
+        self.shards.iter().map(|s| s.sockets.iter().count()).collect()
     }
 
     /// Whether any shard has work or frames wait on the way out.
@@ -838,7 +845,15 @@ impl<L: Link> Transport for SmolTransport<L> {
         if stream.reg != UNREGISTERED {
             s.regs.try_remove(stream.reg as usize);
         }
-        s.sockets.get_mut::<tcp::Socket>(stream.handle).close();
+        let socket = s.sockets.get_mut::<tcp::Socket>(stream.handle);
+        socket.close();
+        if socket.state() == tcp::State::Closed {
+            // Reset, refused, or closed before the SYN left: nothing to
+            // finish.
+            s.sockets.remove(stream.handle);
+            self.live -= 1;
+            return;
+        }
         s.closing.push((stream.handle, deadline));
         self.mark(index);
     }

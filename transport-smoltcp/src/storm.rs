@@ -49,7 +49,9 @@ impl StormConfig {
     pub fn new(connections: usize) -> Self {
         StormConfig {
             connections,
-            batch: 2048,
+            // Enough handshakes in flight that every shard polled has
+            // several to do: the cost of a shard poll is then shared.
+            batch: (connections.div_ceil(crate::stack::SOCKETS_PER_SHARD) * 16).max(2048),
             rounds: 1,
             message: 32,
             stack: StackConfig::for_connections(connections),
