@@ -1,0 +1,190 @@
+//! A tern server on smoltcp over a TAP device, reached by a kernel TCP
+//! client in the same network namespace: raw WebSocket handshake, an echo
+//! and the close handshake.
+//!
+//! The test makes its own namespace and device with
+//! `scripts/tap-netns.sh` and removes them on every path, panics
+//! included. It needs root and `/dev/net/tun`; without them it says so
+//! and passes without running.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tern_core::EventLoop;
+use tern_transport_smoltcp::storm::{loop_config, EchoServer};
+use tern_transport_smoltcp::{tap_server, StackConfig, TAP_TERN_ADDR};
+
+const PORT: u16 = 9001;
+const DEVICE: &str = "tap0";
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/tap-netns.sh")
+}
+
+/// The namespace, removed when dropped.
+struct Namespace(String);
+
+impl Namespace {
+    fn up(name: &str) -> Namespace {
+        let ns = Namespace(name.to_string());
+        let status = Command::new("sh")
+            .arg(script())
+            .args(["up", name, DEVICE])
+            .status()
+            .expect("sh runs");
+        assert!(status.success(), "tap-netns.sh up failed");
+        ns
+    }
+
+    /// Moves the calling thread into the namespace.
+    fn enter(&self) {
+        let file = File::open(format!("/run/netns/{}", self.0)).expect("namespace file");
+        // SAFETY: a valid namespace descriptor; only this thread moves.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg(script())
+            .args(["down", &self.0, DEVICE])
+            .status();
+    }
+}
+
+fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        return Some("/dev/net/tun is missing".into());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("the ip tool is missing".into());
+    }
+    None
+}
+
+/// Reads until `buf` holds `want` bytes, or the head ends with a blank line
+/// when `want` is `None`.
+fn read_some(stream: &mut TcpStream, want: Option<usize>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let done = match want {
+            Some(n) => buf.len() >= n,
+            None => buf.windows(4).any(|w| w == b"\r\n\r\n"),
+        };
+        if done {
+            return buf;
+        }
+        let n = stream.read(&mut chunk).expect("read within the timeout");
+        assert!(n > 0, "server closed early; got {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A masked client frame (RFC 6455 section 5.2), payload under 126 bytes.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x1f, 0x2e, 0x3d, 0x4c];
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+fn kernel_client() {
+    let addr = SocketAddr::from((TAP_TERN_ADDR.octets(), PORT));
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect over TAP");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+
+    // RFC 6455 section 1.3: the sample key and its accept value.
+    stream
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: tern\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+    let head = read_some(&mut stream, None);
+    let head = String::from_utf8(head).expect("ascii head");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+
+    stream.write_all(&client_frame(0x1, b"hello tap")).unwrap();
+    let echo = read_some(&mut stream, Some(2 + 9));
+    assert_eq!(&echo[..2], &[0x81, 9]);
+    assert_eq!(&echo[2..], b"hello tap");
+
+    // Close 1000, and the server's answer.
+    stream.write_all(&client_frame(0x8, &[0x03, 0xe8])).unwrap();
+    let close = read_some(&mut stream, Some(4));
+    assert_eq!(close, [0x88, 0x02, 0x03, 0xe8]);
+    let mut rest = [0u8; 16];
+    let n = stream.read(&mut rest).expect("end of stream");
+    assert_eq!(n, 0, "the server closes the TCP stream after the close frame");
+}
+
+#[test]
+fn kernel_client_echoes_through_tap() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping the TAP test: {why}");
+        return;
+    }
+    let ns = Arc::new(Namespace::up(&format!("tern-tap-t{}", std::process::id())));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(AtomicBool::new(false));
+    let server = {
+        let (ns, stop, ready) = (Arc::clone(&ns), Arc::clone(&stop), Arc::clone(&ready));
+        thread::spawn(move || {
+            ns.enter();
+            let config = StackConfig {
+                shards: 2,
+                ..StackConfig::default()
+            };
+            let transport = tap_server(DEVICE, PORT, config).expect("tap server");
+            let mut server = EventLoop::new(transport, EchoServer::default(), loop_config(64));
+            ready.store(true, Ordering::SeqCst);
+            // Bounded: the client finishes in well under a minute.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                server
+                    .run_once(Some(Duration::from_millis(10)))
+                    .expect("tap poll");
+            }
+            server.stats()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready.load(Ordering::SeqCst) && Instant::now() < deadline && !server.is_finished() {
+        thread::sleep(Duration::from_millis(5));
+    }
+
+    let client = {
+        let ns = Arc::clone(&ns);
+        thread::spawn(move || {
+            ns.enter();
+            kernel_client();
+        })
+    };
+    let client_result = client.join();
+    stop.store(true, Ordering::SeqCst);
+    let stats = server.join().expect("server thread");
+    client_result.expect("kernel client");
+    assert_eq!(stats.opened, 1);
+    assert_eq!(stats.ended, 1);
+}
