@@ -20,6 +20,8 @@
 //! for TAP. [`storm`] runs the connection storm and echo benchmark over
 //! the in-memory link.
 
+mod config;
+mod device;
 pub mod link;
 pub mod stack;
 mod steer;
@@ -27,8 +29,9 @@ pub mod storm;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
+pub use config::{Addressing, SmolError, StackConfig, StackStats, SOCKETS_PER_SHARD};
 pub use link::{Link, MemPort, Side, TapLink};
-pub use stack::{Addressing, SmolError, SmolStream, SmolTransport, StackConfig, StackStats};
+pub use stack::{SmolStream, SmolTransport};
 
 /// The server's address on the in-memory link.
 pub const MEM_SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);

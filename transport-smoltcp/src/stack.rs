@@ -46,119 +46,28 @@
 //! with a reset instead of an ACK. A socket whose peer never finishes the
 //! close is aborted after [`StackConfig::close_timeout`].
 
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
-use std::io;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
-use std::cmp::Reverse;
 
 use slab::Slab;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
+use smoltcp::phy::{ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint,
-    Ipv4Address,
 };
 use tern_core::transport::{Io, Readiness, Token, Transport};
 
+use crate::config::PORTS;
+pub use crate::config::{Addressing, SmolError, StackConfig, StackStats, SOCKETS_PER_SHARD};
+use crate::device::ShardDevice;
 use crate::link::Link;
 use crate::steer::{self, Steer};
-
-/// Sizes and policies of a stack.
-#[derive(Clone, Debug)]
-pub struct StackConfig {
-    /// Number of shards (smoltcp interfaces). Aim for a few hundred
-    /// sockets per shard; see [`StackConfig::for_connections`].
-    pub shards: usize,
-    /// Receive buffer of every TCP socket, in bytes. Also the largest
-    /// receive window the socket offers.
-    pub rx_buffer: usize,
-    /// Send buffer of every TCP socket, in bytes.
-    pub tx_buffer: usize,
-    /// Listening sockets kept armed per shard on a server.
-    pub listen_pool: usize,
-    /// How long a closing socket may wait for its peer to finish the close
-    /// handshake before it is aborted.
-    pub close_timeout: Duration,
-    /// Nagle's algorithm (RFC 9293 section 3.7.4). Off by default, as
-    /// frames are written whole.
-    pub nagle: bool,
-    /// Delayed acknowledgements (RFC 9293 section 3.8.6.3); `None` sends
-    /// every acknowledgement at once.
-    pub ack_delay: Option<Duration>,
-}
-
-impl Default for StackConfig {
-    fn default() -> Self {
-        StackConfig {
-            shards: 16,
-            rx_buffer: 1024,
-            tx_buffer: 1024,
-            listen_pool: 4,
-            close_timeout: Duration::from_secs(10),
-            nagle: false,
-            ack_delay: None,
-        }
-    }
-}
-
-/// Sockets per shard that [`StackConfig::for_connections`] aims for.
-pub const SOCKETS_PER_SHARD: usize = 256;
-
-impl StackConfig {
-    /// The default configuration with enough shards for `connections`
-    /// sockets at about [`SOCKETS_PER_SHARD`] each.
-    pub fn for_connections(connections: usize) -> Self {
-        StackConfig {
-            shards: connections.div_ceil(SOCKETS_PER_SHARD).max(1),
-            ..StackConfig::default()
-        }
-    }
-}
-
-/// A failure of the stack or of one stream.
-#[derive(Debug)]
-pub enum SmolError {
-    /// The link (the TAP device) failed.
-    Link(io::Error),
-    /// The peer reset the connection, or it timed out.
-    Reset,
-    /// The connection was refused or never established.
-    NotConnected,
-    /// The stream can no longer send: this end or the peer closed it.
-    Closed,
-    /// The address cannot be reached over this stack (not IPv4, port 0).
-    Unaddressable,
-    /// No local endpoint is left for a new connection.
-    PortsExhausted,
-    /// The configuration cannot work (no shards, empty buffers).
-    BadConfig(&'static str),
-}
-
-impl fmt::Display for SmolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SmolError::Link(e) => write!(f, "link failed: {e}"),
-            SmolError::Reset => f.write_str("connection reset"),
-            SmolError::NotConnected => f.write_str("connection refused or not established"),
-            SmolError::Closed => f.write_str("stream closed for sending"),
-            SmolError::Unaddressable => f.write_str("address not reachable over this stack"),
-            SmolError::PortsExhausted => f.write_str("no local port left for a connection"),
-            SmolError::BadConfig(why) => write!(f, "bad stack configuration: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for SmolError {}
-
-impl From<io::Error> for SmolError {
-    fn from(e: io::Error) -> Self {
-        SmolError::Link(e)
-    }
-}
 
 /// One stream as the event loop holds it: its shard, its socket, and its
 /// registration in the shard.
@@ -180,51 +89,6 @@ struct Reg {
     writable: bool,
 }
 
-/// The frames of one shard: received ones waiting for the stack, sent ones
-/// waiting for the link.
-struct ShardDevice {
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
-    caps: DeviceCapabilities,
-}
-
-struct FrameRx(Vec<u8>);
-
-struct FrameTx<'a>(&'a mut Vec<Vec<u8>>);
-
-impl phy::RxToken for FrameRx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for FrameTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0; len];
-        let result = f(&mut frame);
-        self.0.push(frame);
-        result
-    }
-}
-
-impl Device for ShardDevice {
-    type RxToken<'a> = FrameRx;
-    type TxToken<'a> = FrameTx<'a>;
-
-    fn receive(&mut self, _: Instant) -> Option<(FrameRx, FrameTx<'_>)> {
-        let frame = self.rx.pop_front()?;
-        Some((FrameRx(frame), FrameTx(&mut self.tx)))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<FrameTx<'_>> {
-        Some(FrameTx(&mut self.tx))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        self.caps.clone()
-    }
-}
-
 /// One smoltcp interface and its sockets.
 struct Shard {
     iface: Interface,
@@ -237,39 +101,6 @@ struct Shard {
     queued: bool,
     /// The deadline of this shard's entry in the timer heap, if any.
     timer: Option<Duration>,
-}
-
-/// How the stack addresses itself.
-#[derive(Clone, Debug)]
-pub struct Addressing {
-    /// The stack's own address and prefix.
-    pub addr: Ipv4Addr,
-    /// The prefix length of `addr`'s network.
-    pub prefix: u8,
-    /// The Ethernet address, on an Ethernet link.
-    pub mac: [u8; 6],
-    /// Extra local addresses outgoing connections are spread over, each
-    /// giving its own range of ports (the stack accepts packets to any
-    /// address when this is not empty). Empty: `addr` only.
-    pub sources: Vec<Ipv4Addr>,
-}
-
-/// First and last local port of outgoing connections.
-const PORTS: (u16, u16) = (1024, 65535);
-
-/// Counters of a stack since it started.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StackStats {
-    /// Frames received from the link.
-    pub frames_in: u64,
-    /// Frames sent to the link.
-    pub frames_out: u64,
-    /// Shard polls.
-    pub shard_polls: u64,
-    /// Listening sockets armed.
-    pub listeners_armed: u64,
-    /// Closing sockets aborted after the close timeout.
-    pub close_aborts: u64,
 }
 
 /// smoltcp behind the core's [`Transport`] seam, sharded.
@@ -408,7 +239,10 @@ impl<L: Link> SmolTransport<L> {
     /// the 4-tuple hash spreads them. Walks the shards; for tests and
     /// diagnostics.
     pub fn shard_loads(&self) -> Vec<usize> {
-        self.shards.iter().map(|s| s.sockets.iter().count()).collect()
+        self.shards
+            .iter()
+            .map(|s| s.sockets.iter().count())
+            .collect()
     }
 
     /// Whether any shard has work or frames wait on the way out.
@@ -443,7 +277,10 @@ impl<L: Link> SmolTransport<L> {
         let mut i = 0;
         while i < self.shards[index].listeners.len() {
             let handle = self.shards[index].listeners[i];
-            let state = self.shards[index].sockets.get::<tcp::Socket>(handle).state();
+            let state = self.shards[index]
+                .sockets
+                .get::<tcp::Socket>(handle)
+                .state();
             if state == tcp::State::Listen {
                 i += 1;
                 continue;
@@ -463,7 +300,10 @@ impl<L: Link> SmolTransport<L> {
         }
         while self.shards[index].listeners.len() < pool {
             let mut socket = self.new_socket();
-            if socket.listen(IpListenEndpoint { addr: None, port }).is_err() {
+            if socket
+                .listen(IpListenEndpoint { addr: None, port })
+                .is_err()
+            {
                 return;
             }
             let handle = self.shards[index].sockets.add(socket);
@@ -511,10 +351,7 @@ impl<L: Link> SmolTransport<L> {
         self.stats.shard_polls += 1;
         let instant = to_instant(now);
         let medium = self.link.medium();
-        loop {
-            let Some(front) = self.shards[index].dev.rx.front() else {
-                break;
-            };
+        while let Some(front) = self.shards[index].dev.rx.front() {
             if let Steer::Flow { opening: true, .. } = steer::classify(front, medium) {
                 self.rearm(index);
             }
@@ -587,7 +424,9 @@ impl<L: Link> SmolTransport<L> {
                 // Sends a reset; the frame goes out with the next egress.
                 socket.abort();
                 self.stats.close_aborts += 1;
-                let _ = s.iface.poll_egress(to_instant(now), &mut s.dev, &mut s.sockets);
+                let _ = s
+                    .iface
+                    .poll_egress(to_instant(now), &mut s.dev, &mut s.sockets);
             }
             s.sockets.remove(handle);
             s.closing.swap_remove(i);
@@ -725,15 +564,12 @@ impl<L: Link> Transport for SmolTransport<L> {
             return Err(SmolError::Unaddressable);
         }
         let (local, port) = self.next_local()?;
-        let hash = steer::flow_hash(
-            (u32::from(local), port),
-            (u32::from(remote), addr.port()),
-        );
+        let hash = steer::flow_hash((u32::from(local), port), (u32::from(remote), addr.port()));
         let index = (hash % self.shards.len() as u64) as usize;
 
         let mut socket = self.new_socket();
-        let remote = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::from(remote)), addr.port());
-        let local = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::from(local)), port);
+        let remote = IpEndpoint::new(IpAddress::Ipv4(remote), addr.port());
+        let local = IpEndpoint::new(IpAddress::Ipv4(local), port);
         let s = &mut self.shards[index];
         if socket.connect(s.iface.context(), remote, local).is_err() {
             return Err(SmolError::Unaddressable);

@@ -109,8 +109,13 @@ mod tests {
     fn both_directions_of_a_flow_hash_alike() {
         let there = segment([10, 1, 0, 5], 4000, [10, 0, 0, 1], 9001, 0x02);
         let back = segment([10, 0, 0, 1], 9001, [10, 1, 0, 5], 4000, 0x12);
-        let (Steer::Flow { hash: a, opening }, Steer::Flow { hash: b, opening: back_opening }) =
-            (classify(&there, Medium::Ip), classify(&back, Medium::Ip))
+        let (
+            Steer::Flow { hash: a, opening },
+            Steer::Flow {
+                hash: b,
+                opening: back_opening,
+            },
+        ) = (classify(&there, Medium::Ip), classify(&back, Medium::Ip))
         else {
             panic!("both are TCP segments");
         };

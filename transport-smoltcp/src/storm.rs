@@ -234,7 +234,13 @@ pub fn rss_bytes() -> u64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kb| kb * 1024)
 }
 
@@ -255,7 +261,11 @@ pub fn run(config: &StormConfig) -> Result<StormReport, StormError> {
     let started = Instant::now();
     let rss_start = rss_bytes();
     let (client, server) = mem_pair(config.stack.clone(), config.stack.clone(), STORM_PORT)?;
-    let mut server = EventLoop::new(server, EchoServer::default(), loop_config(config.connections));
+    let mut server = EventLoop::new(
+        server,
+        EchoServer::default(),
+        loop_config(config.connections),
+    );
     let mut client = EventLoop::new(
         client,
         StormClient {

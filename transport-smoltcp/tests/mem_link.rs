@@ -89,10 +89,7 @@ fn echo_round_trips_and_close_handshake() {
         .expect("connect starts");
 
     let done = step_until(&mut client, &mut server, 10_000, |c, s| {
-        c.is_empty()
-            && s.is_empty()
-            && c.transport().sockets() == 0
-            && s.transport().sockets() == 0
+        c.is_empty() && s.is_empty() && c.transport().sockets() == 0 && s.transport().sockets() == 0
     })
     .expect("the link never fails");
     assert!(done, "client {client:?} server {server:?}");
@@ -161,10 +158,7 @@ fn thousands_of_connections_across_shards() {
     // every socket.
     client.close_all(CloseCode::NORMAL, "bye");
     let closed = step_until(&mut client, &mut server, 100_000, |c, s| {
-        c.is_empty()
-            && s.is_empty()
-            && c.transport().sockets() == 0
-            && s.transport().sockets() == 0
+        c.is_empty() && s.is_empty() && c.transport().sockets() == 0 && s.transport().sockets() == 0
     })
     .expect("the link never fails");
     assert!(closed, "client {client:?} server {server:?}");
@@ -195,7 +189,10 @@ fn large_message_crosses_small_socket_buffers() {
     .expect("the link never fails");
     assert!(done);
     assert_eq!(client.handler().received.len(), 2);
-    assert!(client.handler().received[0] == big, "the large echo differs");
+    assert!(
+        client.handler().received[0] == big,
+        "the large echo differs"
+    );
     assert_eq!(client.handler().received[1], b"after");
     assert_eq!(client.handler().ended, vec![Some(1000)]);
 }
@@ -226,7 +223,11 @@ fn listener_rearms_for_a_burst_of_syns() {
     })
     .expect("the link never fails");
     assert!(all_open, "opened {}", client.handler().opened);
-    assert!(client.handler().ended.is_empty(), "{:?}", client.handler().ended);
+    assert!(
+        client.handler().ended.is_empty(),
+        "{:?}",
+        client.handler().ended
+    );
     assert!(server.transport().stats().listeners_armed > n);
 }
 
@@ -239,7 +240,11 @@ fn connecting_to_a_closed_port_is_refused() {
     let done = step_until(&mut client, &mut server, 10_000, |c, _| c.is_empty())
         .expect("the link never fails");
     assert!(done);
-    assert_eq!(client.handler().ended, vec![None], "a reset is a transport failure");
+    assert_eq!(
+        client.handler().ended,
+        vec![None],
+        "a reset is a transport failure"
+    );
     assert_eq!(client.handler().opened, 0);
     assert_eq!(client.transport().sockets(), 0);
 }

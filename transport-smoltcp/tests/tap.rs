@@ -135,7 +135,10 @@ fn kernel_client() {
     assert_eq!(close, [0x88, 0x02, 0x03, 0xe8]);
     let mut rest = [0u8; 16];
     let n = stream.read(&mut rest).expect("end of stream");
-    assert_eq!(n, 0, "the server closes the TCP stream after the close frame");
+    assert_eq!(
+        n, 0,
+        "the server closes the TCP stream after the close frame"
+    );
 }
 
 #[test]
