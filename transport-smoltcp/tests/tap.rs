@@ -1,6 +1,7 @@
-//! A tern server on smoltcp over a TAP device, reached by a kernel TCP
-//! client in the same network namespace: raw WebSocket handshake, an echo
-//! and the close handshake.
+//! tern on smoltcp over a TAP device, with the kernel's TCP on the other
+//! side in the same network namespace: a tern server reached by a kernel
+//! client (raw WebSocket handshake, an echo, the close handshake), and a
+//! tern client reaching a kernel server.
 //!
 //! The test makes its own namespace and device with
 //! `scripts/tap-netns.sh` and removes them on every path, panics
@@ -9,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,9 +19,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tern_core::EventLoop;
+use tern_core::{ClientRequest, CloseCode, ConnId, Context, Ended, EventLoop, Handler, Message};
 use tern_transport_smoltcp::storm::{loop_config, EchoServer};
-use tern_transport_smoltcp::{tap_server, StackConfig, TAP_TERN_ADDR};
+use tern_transport_smoltcp::{tap_client, tap_server, StackConfig, TAP_KERNEL_ADDR, TAP_TERN_ADDR};
 
 const PORT: u16 = 9001;
 const DEVICE: &str = "tap0";
@@ -147,7 +148,7 @@ fn kernel_client_echoes_through_tap() {
         eprintln!("skipping the TAP test: {why}");
         return;
     }
-    let ns = Arc::new(Namespace::up(&format!("tern-tap-t{}", std::process::id())));
+    let ns = Arc::new(Namespace::up(&format!("tern-tap-s{}", std::process::id())));
 
     let stop = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicBool::new(false));
@@ -190,4 +191,148 @@ fn kernel_client_echoes_through_tap() {
     client_result.expect("kernel client");
     assert_eq!(stats.opened, 1);
     assert_eq!(stats.ended, 1);
+}
+
+/// A kernel WebSocket server for one connection: answers the handshake,
+/// echoes data frames unmasked, answers a close frame and ends.
+fn kernel_server(listener: TcpListener) -> usize {
+    let (mut stream, _) = listener.accept().expect("a connection over TAP");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = String::from_utf8(read_some(&mut stream, None)).expect("ascii head");
+    let key = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+        .expect("a key")
+        .trim();
+    let accept = tern_core::handshake::accept_key(key.as_bytes());
+    let accept = std::str::from_utf8(&accept).unwrap();
+    write!(
+        stream,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .unwrap();
+
+    let mut echoed = 0;
+    loop {
+        // RFC 6455 section 5.2: short masked client frames only here.
+        let header = read_some(&mut stream, Some(6));
+        let (opcode, len) = (header[0] & 0x0f, usize::from(header[1] & 0x7f));
+        assert!(header[1] & 0x80 != 0 && len < 126, "short masked frame");
+        let mut frame = header;
+        if frame.len() < 6 + len {
+            let more = read_some(&mut stream, Some(6 + len - frame.len()));
+            frame.extend_from_slice(&more);
+        }
+        let mask = [frame[2], frame[3], frame[4], frame[5]];
+        let payload: Vec<u8> = frame[6..6 + len]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4])
+            .collect();
+        let mut answer = vec![0x80 | opcode, len as u8];
+        answer.extend_from_slice(&payload);
+        stream.write_all(&answer).unwrap();
+        if opcode == 0x8 {
+            return echoed;
+        }
+        echoed += 1;
+    }
+}
+
+/// Sends its messages one at a time, keeps the echoes, then closes.
+#[derive(Debug, Default)]
+struct Client {
+    to_send: Vec<String>,
+    received: Vec<String>,
+    ended: Option<u16>,
+}
+
+impl Client {
+    fn send_next(&mut self, cx: &mut Context<'_>) {
+        match self.to_send.pop() {
+            Some(text) => cx.send_text(&text).expect("open"),
+            None => cx.close(CloseCode::NORMAL, "").expect("open"),
+        }
+    }
+}
+
+impl Handler for Client {
+    fn on_open(&mut self, cx: &mut Context<'_>) {
+        self.send_next(cx);
+    }
+
+    fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>) {
+        if let Message::Text(text) = message {
+            self.received.push(text.into_owned());
+        }
+        self.send_next(cx);
+    }
+
+    fn on_close(&mut self, _: ConnId, ended: Ended<'_>) {
+        self.ended = Some(ended.code().0);
+    }
+}
+
+#[test]
+fn tern_client_reaches_a_kernel_server_through_tap() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping the TAP test: {why}");
+        return;
+    }
+    let ns = Arc::new(Namespace::up(&format!("tern-tap-c{}", std::process::id())));
+
+    // The listener exists before the client starts, so no SYN is refused.
+    let (listening_tx, listening_rx) = std::sync::mpsc::channel();
+    let server = {
+        let ns = Arc::clone(&ns);
+        thread::spawn(move || {
+            ns.enter();
+            let listener = TcpListener::bind((TAP_KERNEL_ADDR, 9002)).expect("kernel listener");
+            listening_tx.send(()).unwrap();
+            kernel_server(listener)
+        })
+    };
+    listening_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("kernel listener up");
+
+    let client = {
+        let ns = Arc::clone(&ns);
+        thread::spawn(move || {
+            ns.enter();
+            let config = StackConfig {
+                shards: 3,
+                ..StackConfig::default()
+            };
+            let transport = tap_client(DEVICE, config).expect("tap client");
+            let handler = Client {
+                to_send: vec!["three".into(), "two".into(), "one".into()],
+                ..Client::default()
+            };
+            let mut client = EventLoop::new(transport, handler, loop_config(4));
+            let request = ClientRequest {
+                host: "kernel",
+                path: "/",
+                protocols: &[],
+            };
+            let addr = SocketAddr::from((TAP_KERNEL_ADDR.octets(), 9002));
+            client.connect(&addr, &request, 42).expect("connect starts");
+            // Bounded in time: the exchange takes milliseconds.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !client.is_empty() && Instant::now() < deadline {
+                client
+                    .run_once(Some(Duration::from_millis(10)))
+                    .expect("tap poll");
+            }
+            std::mem::take(client.handler_mut())
+        })
+    };
+    let client = client.join().expect("client thread");
+    let echoed = server.join().expect("kernel server");
+    assert_eq!(client.received, ["one", "two", "three"]);
+    assert_eq!(client.ended, Some(1000));
+    assert_eq!(echoed, 3);
 }
