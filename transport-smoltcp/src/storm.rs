@@ -256,8 +256,35 @@ pub fn loop_config(connections: usize) -> LoopConfig {
     }
 }
 
+/// Where a running storm is, as [`run_with`] reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Connections started.
+    pub started: usize,
+    /// Connections open now.
+    pub open: usize,
+    /// Echoes received so far.
+    pub echoes: u64,
+    /// Connections that ended before the storm was over.
+    pub ended: u64,
+    /// Loop steps so far (each steps both loops once).
+    pub steps: u64,
+}
+
+/// Steps between two calls of the progress callback of [`run_with`].
+pub const PROGRESS_EVERY: u64 = 64;
+
 /// Runs a storm and reports what it reached.
 pub fn run(config: &StormConfig) -> Result<StormReport, StormError> {
+    run_with(config, |_| {})
+}
+
+/// Runs a storm, calling `progress` every [`PROGRESS_EVERY`] steps (to
+/// feed a dashboard, for instance), and reports what it reached.
+pub fn run_with(
+    config: &StormConfig,
+    mut progress: impl FnMut(&Progress),
+) -> Result<StormReport, StormError> {
     let started = Instant::now();
     let rss_start = rss_bytes();
     let (client, server) = mem_pair(config.stack.clone(), config.stack.clone(), STORM_PORT)?;
@@ -311,8 +338,17 @@ pub fn run(config: &StormConfig) -> Result<StormReport, StormError> {
             }
             started_conns += n;
         }
-        step(&mut client, &mut server)?;
+        step_pair(&mut client, &mut server)?;
         steps += 1;
+        if steps.is_multiple_of(PROGRESS_EVERY) {
+            progress(&Progress {
+                started: started_conns,
+                open: client.handler().open.len(),
+                echoes: 0,
+                ended: client.handler().ended,
+                steps,
+            });
+        }
         if started_conns == config.connections
             && client.handler().ended as usize + client.handler().open.len() >= started_conns
             && client.handler().open.len() < config.connections
@@ -347,8 +383,18 @@ pub fn run(config: &StormConfig) -> Result<StormReport, StormError> {
                 complete = false;
                 break;
             }
-            step(&mut client, &mut server)?;
+            step_pair(&mut client, &mut server)?;
             round_steps += 1;
+            steps += 1;
+            if steps.is_multiple_of(PROGRESS_EVERY) {
+                progress(&Progress {
+                    started: started_conns,
+                    open: ids.len(),
+                    echoes: client.handler().echoes,
+                    ended: client.handler().ended,
+                    steps,
+                });
+            }
         }
     }
     report.echo_time = echo_start.elapsed();
@@ -360,9 +406,10 @@ pub fn run(config: &StormConfig) -> Result<StormReport, StormError> {
     Ok(report)
 }
 
-/// One step of both loops. When neither moved a frame the simulated clock
-/// is let forward a little, so the stacks' own timers can fire.
-fn step<C: Handler, S: Handler>(
+/// One step of both loops of an in-memory pair, client first. When
+/// neither moved a frame the simulated clock is let forward 5 ms, so the
+/// stacks' own timers (retransmission, close timeouts) can fire.
+pub fn step_pair<C: Handler, S: Handler>(
     client: &mut EventLoop<crate::SmolTransport<crate::MemPort>, C>,
     server: &mut EventLoop<crate::SmolTransport<crate::MemPort>, S>,
 ) -> Result<(), SmolError> {
@@ -395,7 +442,7 @@ pub fn step_until<C: Handler, S: Handler>(
         if done(client, server) {
             return Ok(true);
         }
-        step(client, server)?;
+        step_pair(client, server)?;
     }
     Ok(done(client, server))
 }
