@@ -5,8 +5,15 @@
 //! them to the link. Neither queue is bounded here: the transport fills
 //! `rx` only with what the link delivered and drains `tx` after every
 //! shard poll.
+//!
+//! Frame buffers are recycled through a pool shared by the shards of one
+//! stack: a received frame's buffer, once the stack has read it, carries
+//! the next frame the stack sends. Traffic both ways keeps the pool fed,
+//! so a busy link allocates almost nothing per frame.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use smoltcp::phy::{self, Device, DeviceCapabilities};
 use smoltcp::time::Instant;
@@ -17,38 +24,69 @@ pub(crate) struct ShardDevice {
     pub(crate) rx: VecDeque<Vec<u8>>,
     pub(crate) tx: Vec<Vec<u8>>,
     pub(crate) caps: DeviceCapabilities,
+    pub(crate) pool: FramePool,
 }
 
-pub(crate) struct FrameRx(Vec<u8>);
+/// Spare frame buffers of one stack.
+pub(crate) type FramePool = Rc<RefCell<Vec<Vec<u8>>>>;
 
-pub(crate) struct FrameTx<'a>(&'a mut Vec<Vec<u8>>);
+/// Most spare buffers a pool keeps; beyond that they are freed.
+const POOL_KEEP: usize = 4096;
 
-impl phy::RxToken for FrameRx {
+pub(crate) struct FrameRx<'a> {
+    frame: Vec<u8>,
+    pool: &'a RefCell<Vec<Vec<u8>>>,
+}
+
+pub(crate) struct FrameTx<'a> {
+    tx: &'a mut Vec<Vec<u8>>,
+    pool: &'a RefCell<Vec<Vec<u8>>>,
+}
+
+impl phy::RxToken for FrameRx<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
+        let result = f(&self.frame);
+        let mut pool = self.pool.borrow_mut();
+        if pool.len() < POOL_KEEP {
+            pool.push(self.frame);
+        }
+        result
     }
 }
 
 impl phy::TxToken for FrameTx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0; len];
+        let mut frame = self.pool.borrow_mut().pop().unwrap_or_default();
+        frame.clear();
+        frame.resize(len, 0);
         let result = f(&mut frame);
-        self.0.push(frame);
+        self.tx.push(frame);
         result
     }
 }
 
 impl Device for ShardDevice {
-    type RxToken<'a> = FrameRx;
+    type RxToken<'a> = FrameRx<'a>;
     type TxToken<'a> = FrameTx<'a>;
 
-    fn receive(&mut self, _: Instant) -> Option<(FrameRx, FrameTx<'_>)> {
+    fn receive(&mut self, _: Instant) -> Option<(FrameRx<'_>, FrameTx<'_>)> {
         let frame = self.rx.pop_front()?;
-        Some((FrameRx(frame), FrameTx(&mut self.tx)))
+        let rx = FrameRx {
+            frame,
+            pool: &self.pool,
+        };
+        let tx = FrameTx {
+            tx: &mut self.tx,
+            pool: &self.pool,
+        };
+        Some((rx, tx))
     }
 
     fn transmit(&mut self, _: Instant) -> Option<FrameTx<'_>> {
-        Some(FrameTx(&mut self.tx))
+        Some(FrameTx {
+            tx: &mut self.tx,
+            pool: &self.pool,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

@@ -51,6 +51,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
 use std::time::Duration;
 
 use slab::Slab;
@@ -65,7 +66,7 @@ use tern_core::transport::{Io, Readiness, Token, Transport};
 
 use crate::config::PORTS;
 pub use crate::config::{Addressing, SmolError, StackConfig, StackStats, SOCKETS_PER_SHARD};
-use crate::device::ShardDevice;
+use crate::device::{FramePool, ShardDevice};
 use crate::link::Link;
 use crate::steer::{self, Steer};
 
@@ -156,12 +157,14 @@ impl<L: Link> SmolTransport<L> {
         let now = to_instant(link.now());
         let cidr = IpCidr::new(IpAddress::Ipv4(addressing.addr), addressing.prefix);
 
+        let pool = FramePool::default();
         let mut shards = Vec::with_capacity(config.shards);
         for index in 0..config.shards {
             let mut dev = ShardDevice {
                 rx: VecDeque::new(),
                 tx: Vec::new(),
                 caps: caps.clone(),
+                pool: Rc::clone(&pool),
             };
             let mut iface_config = Config::new(hardware);
             iface_config.random_seed = 0x7e27_0000 ^ index as u64;
