@@ -12,8 +12,8 @@
 
 use std::process::ExitCode;
 
-use tern_transport_smoltcp::stack::SOCKETS_PER_SHARD;
 use tern_transport_smoltcp::storm::{self, StormConfig};
+use tern_transport_smoltcp::{StackConfig, SOCKETS_PER_SHARD};
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
 
     let mut config = StormConfig::new(connections);
     config.rounds = rounds;
-    config.stack.shards = connections.div_ceil(per_shard).max(1);
+    config.stack = StackConfig::sharded(connections, per_shard);
     if let Some(buffer) = buffer {
         config.stack.rx_buffer = buffer;
         config.stack.tx_buffer = buffer;

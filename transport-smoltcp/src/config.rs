@@ -28,6 +28,10 @@ pub struct StackConfig {
     /// Delayed acknowledgements (RFC 9293 section 3.8.6.3); `None` sends
     /// every acknowledgement at once.
     pub ack_delay: Option<Duration>,
+    /// Sockets each shard reserves room for up front; beyond that its
+    /// socket set (432 bytes a slot) grows by doubling, copying every
+    /// slot and leaving up to half of them empty. 0: grow on demand.
+    pub shard_capacity: usize,
 }
 
 impl Default for StackConfig {
@@ -40,6 +44,7 @@ impl Default for StackConfig {
             close_timeout: Duration::from_secs(10),
             nagle: false,
             ack_delay: None,
+            shard_capacity: 0,
         }
     }
 }
@@ -51,9 +56,23 @@ impl StackConfig {
     /// The default configuration with enough shards for `connections`
     /// sockets at about [`SOCKETS_PER_SHARD`] each.
     pub fn for_connections(connections: usize) -> Self {
+        Self::sharded(connections, SOCKETS_PER_SHARD)
+    }
+
+    /// The default configuration with enough shards for `connections`
+    /// sockets at about `per_shard` each, and room reserved for them.
+    pub fn sharded(connections: usize, per_shard: usize) -> Self {
+        let defaults = StackConfig::default();
+        let shards = connections.div_ceil(per_shard.max(1)).max(1);
+        let mean = connections.div_ceil(shards);
+        // The hash spreads sockets binomially around the mean: five
+        // standard deviations above it keeps nearly every shard within
+        // its first allocation.
+        let capacity = mean + 5 * mean.isqrt() + defaults.listen_pool;
         StackConfig {
-            shards: connections.div_ceil(SOCKETS_PER_SHARD).max(1),
-            ..StackConfig::default()
+            shards,
+            shard_capacity: capacity,
+            ..defaults
         }
     }
 }

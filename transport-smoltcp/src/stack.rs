@@ -55,7 +55,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use slab::Slab;
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::{ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
@@ -176,9 +176,9 @@ impl<L: Link> SmolTransport<L> {
             iface.set_any_ip(!addressing.sources.is_empty());
             shards.push(Shard {
                 iface,
-                sockets: SocketSet::new(Vec::new()),
+                sockets: SocketSet::new(Vec::<SocketStorage>::with_capacity(config.shard_capacity)),
                 dev,
-                regs: Slab::new(),
+                regs: Slab::with_capacity(config.shard_capacity),
                 listeners: Vec::new(),
                 closing: Vec::new(),
                 queued: false,
