@@ -222,6 +222,12 @@ impl<L: Link> SmolTransport<L> {
         &self.link
     }
 
+    /// The link under the stack, mutably (to send a raw frame, or move a
+    /// simulated clock).
+    pub fn link_mut(&mut self) -> &mut L {
+        &mut self.link
+    }
+
     /// Counters since the stack started.
     pub fn stats(&self) -> StackStats {
         self.stats
