@@ -57,7 +57,7 @@ use std::time::Duration;
 use slab::Slab;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::{ChecksumCapabilities, DeviceCapabilities, Medium};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{tcp, AnySocket};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint,
@@ -443,17 +443,45 @@ impl<L: Link> SmolTransport<L> {
         }
     }
 
-    /// Picks the next local endpoint for a connection to `remote`.
-    fn next_local(&mut self) -> Result<(Ipv4Addr, u16), SmolError> {
+    /// Picks a local endpoint for a connection to `remote` and the shard
+    /// its 4-tuple hashes to. Endpoints are handed out in turn; once the
+    /// turn has wrapped, one still held by a socket to the same remote is
+    /// skipped (a check of that shard's sockets).
+    fn next_local(&mut self, remote: IpEndpoint) -> Result<(IpEndpoint, usize), SmolError> {
         let span = u64::from(PORTS.1 - PORTS.0) + 1;
         let total = span * self.sources.len() as u64;
         if self.live as u64 >= total {
             return Err(SmolError::PortsExhausted);
         }
-        let n = self.next_port % total;
-        self.next_port = self.next_port.wrapping_add(1);
-        let addr = self.sources[(n / span) as usize];
-        Ok((addr, PORTS.0 + (n % span) as u16))
+        let IpAddress::Ipv4(remote_addr) = remote.addr;
+        // Bounded: fewer than `total` endpoints are in use, and a turn
+        // this long finds a free one unless nearly all are taken.
+        for _ in 0..total.min(1 << 16) {
+            let wrapped = self.next_port >= total;
+            let n = self.next_port % total;
+            self.next_port = self.next_port.wrapping_add(1);
+            let addr = self.sources[(n / span) as usize];
+            let port = PORTS.0 + (n % span) as u16;
+            let hash = steer::flow_hash(
+                (u32::from(addr), port),
+                (u32::from(remote_addr), remote.port),
+            );
+            let index = (hash % self.shards.len() as u64) as usize;
+            let local = IpEndpoint::new(IpAddress::Ipv4(addr), port);
+            if wrapped && self.endpoint_in_use(index, local, remote) {
+                continue;
+            }
+            return Ok((local, index));
+        }
+        Err(SmolError::PortsExhausted)
+    }
+
+    fn endpoint_in_use(&self, index: usize, local: IpEndpoint, remote: IpEndpoint) -> bool {
+        self.shards[index].sockets.iter().any(|(_, socket)| {
+            tcp::Socket::downcast(socket).is_some_and(|tcp| {
+                tcp.local_endpoint() == Some(local) && tcp.remote_endpoint() == Some(remote)
+            })
+        })
     }
 
     fn socket(&mut self, stream: &SmolStream) -> &mut tcp::Socket<'static> {
@@ -572,13 +600,9 @@ impl<L: Link> Transport for SmolTransport<L> {
         if addr.port() == 0 {
             return Err(SmolError::Unaddressable);
         }
-        let (local, port) = self.next_local()?;
-        let hash = steer::flow_hash((u32::from(local), port), (u32::from(remote), addr.port()));
-        let index = (hash % self.shards.len() as u64) as usize;
-
-        let mut socket = self.new_socket();
         let remote = IpEndpoint::new(IpAddress::Ipv4(remote), addr.port());
-        let local = IpEndpoint::new(IpAddress::Ipv4(local), port);
+        let (local, index) = self.next_local(remote)?;
+        let mut socket = self.new_socket();
         let s = &mut self.shards[index];
         if socket.connect(s.iface.context(), remote, local).is_err() {
             return Err(SmolError::Unaddressable);
