@@ -147,6 +147,9 @@ pub struct StackStats {
     pub shard_polls: u64,
     /// Listening sockets armed.
     pub listeners_armed: u64,
+    /// Accepted sockets aborted for not finishing their TCP handshake
+    /// within the close timeout.
+    pub handshake_aborts: u64,
     /// Closing sockets aborted after the close timeout.
     pub close_aborts: u64,
 }

@@ -15,6 +15,16 @@
 //!   kernel, for a kernel peer in the same network namespace (see
 //!   `scripts/tap-netns.sh` and `docs/tap.md`).
 //!
+//! # Known shortcomings
+//!
+//! - IPv4 only, and IP fragments are not steered by flow (they go to the
+//!   first shard).
+//! - Closed sockets are freed at TIME-WAIT instead of held for it (see
+//!   [`stack`]); a FIN retransmitted after that is answered with a reset.
+//! - Per connection, both ends together cost `4 × buffer + about 1.4 KB`,
+//!   most of it smoltcp's socket (432 bytes a side) and buffers it
+//!   allocates up front; see `docs/smoltcp-results.md`.
+//!
 //! The constructors below give the addressing the project uses:
 //! [`mem_pair`] for the in-memory link, [`tap_server`] and [`tap_client`]
 //! for TAP. [`storm`] runs the connection storm and echo benchmark over

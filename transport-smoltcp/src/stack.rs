@@ -26,6 +26,11 @@
 //! the seam allows; the cost of a poll grows with the shards that had
 //! work, never with the total number of sockets.
 //!
+//! Dirt is tracked per shard, not per socket. Narrowing it to the sockets a
+//! poll touched would take a map from 4-tuple to socket in every shard
+//! (tens of bytes more per connection) and would save a walk no longer
+//! than the one smoltcp already makes for every segment it receives.
+//!
 //! # Listening
 //!
 //! In smoltcp a listening socket becomes the connection when a SYN arrives
@@ -33,7 +38,10 @@
 //! A server shard therefore keeps a small pool of listening sockets on the
 //! port and re-arms it before every opening segment it feeds to the
 //! stack, so any number of SYNs arriving together are all taken. A socket
-//! that left the listening state joins the accept queue.
+//! that left the listening state joins the accept queue once its handshake
+//! is done, as with a kernel's accept queue, so a server's first answer
+//! (a `503` at the connection limit, say) can leave at once; one that does
+//! not finish within [`StackConfig::close_timeout`] is aborted.
 //!
 //! # Closing
 //!
@@ -97,6 +105,9 @@ struct Shard {
     dev: ShardDevice,
     regs: Slab<Reg>,
     listeners: Vec<SocketHandle>,
+    /// Sockets that left the listening pool and are still in their TCP
+    /// handshake, with the time they are given to finish it.
+    pending: Vec<(SocketHandle, Duration)>,
     closing: Vec<(SocketHandle, Duration)>,
     /// In the transport's list of shards to poll.
     queued: bool,
@@ -180,6 +191,7 @@ impl<L: Link> SmolTransport<L> {
                 dev,
                 regs: Slab::with_capacity(config.shard_capacity),
                 listeners: Vec::new(),
+                pending: Vec::new(),
                 closing: Vec::new(),
                 queued: false,
                 timer: None,
@@ -211,8 +223,9 @@ impl<L: Link> SmolTransport<L> {
             return Err(SmolError::Unaddressable);
         }
         self.listen_port = Some(port);
+        let now = self.link.now();
         for index in 0..self.shards.len() {
-            self.rearm(index);
+            self.rearm(index, now);
         }
         Ok(())
     }
@@ -277,35 +290,29 @@ impl<L: Link> SmolTransport<L> {
     }
 
     /// Keeps the shard's pool of listening sockets full; sockets that left
-    /// the listening state go to the accept queue.
-    fn rearm(&mut self, index: usize) {
+    /// the listening state wait in the shard until their handshake is done.
+    fn rearm(&mut self, index: usize, now: Duration) {
         let Some(port) = self.listen_port else {
             return;
         };
         let pool = self.config.listen_pool.max(1);
+        let deadline = now + self.config.close_timeout;
+        let s = &mut self.shards[index];
         let mut i = 0;
-        while i < self.shards[index].listeners.len() {
-            let handle = self.shards[index].listeners[i];
-            let state = self.shards[index]
-                .sockets
-                .get::<tcp::Socket>(handle)
-                .state();
+        while i < s.listeners.len() {
+            let handle = s.listeners[i];
+            let state = s.sockets.get::<tcp::Socket>(handle).state();
             if state == tcp::State::Listen {
                 i += 1;
                 continue;
             }
-            self.shards[index].listeners.swap_remove(i);
+            s.listeners.swap_remove(i);
             if state == tcp::State::Closed {
                 // Reset during the handshake: never a connection.
-                self.shards[index].sockets.remove(handle);
+                s.sockets.remove(handle);
                 continue;
             }
-            self.live += 1;
-            self.accepted.push_back(SmolStream {
-                shard: index as u32,
-                reg: UNREGISTERED,
-                handle,
-            });
+            s.pending.push((handle, deadline));
         }
         while self.shards[index].listeners.len() < pool {
             let mut socket = self.new_socket();
@@ -318,6 +325,45 @@ impl<L: Link> SmolTransport<L> {
             let handle = self.shards[index].sockets.add(socket);
             self.shards[index].listeners.push(handle);
             self.stats.listeners_armed += 1;
+        }
+    }
+
+    /// Hands the shard's sockets whose handshake is done to the accept
+    /// queue, as a kernel's accept queue holds only established
+    /// connections (so the first bytes the server writes can leave at
+    /// once). A handshake not done within the close timeout is aborted.
+    fn promote(&mut self, index: usize, now: Duration) {
+        let s = &mut self.shards[index];
+        let mut i = 0;
+        while i < s.pending.len() {
+            let (handle, deadline) = s.pending[i];
+            let socket = s.sockets.get_mut::<tcp::Socket>(handle);
+            match socket.state() {
+                tcp::State::SynReceived if now < deadline => {
+                    i += 1;
+                    continue;
+                }
+                tcp::State::SynReceived => {
+                    socket.abort();
+                    self.stats.handshake_aborts += 1;
+                    let _ = s
+                        .iface
+                        .poll_egress(to_instant(now), &mut s.dev, &mut s.sockets);
+                    s.sockets.remove(handle);
+                }
+                tcp::State::Closed => {
+                    s.sockets.remove(handle);
+                }
+                _ => {
+                    self.live += 1;
+                    self.accepted.push_back(SmolStream {
+                        shard: index as u32,
+                        reg: UNREGISTERED,
+                        handle,
+                    });
+                }
+            }
+            s.pending.swap_remove(i);
         }
     }
 
@@ -362,7 +408,7 @@ impl<L: Link> SmolTransport<L> {
         let medium = self.link.medium();
         while let Some(front) = self.shards[index].dev.rx.front() {
             if let Steer::Flow { opening: true, .. } = steer::classify(front, medium) {
-                self.rearm(index);
+                self.rearm(index, now);
             }
             let s = &mut self.shards[index];
             s.iface
@@ -373,7 +419,8 @@ impl<L: Link> SmolTransport<L> {
         while s.iface.poll_egress(instant, &mut s.dev, &mut s.sockets)
             == smoltcp::iface::PollResult::SocketStateChanged
         {}
-        self.rearm(index);
+        self.rearm(index, now);
+        self.promote(index, now);
         self.reap(index, now);
 
         let s = &mut self.shards[index];
@@ -402,7 +449,7 @@ impl<L: Link> SmolTransport<L> {
             let micros = at.total_micros().max(0) as u64;
             Duration::from_micros(micros)
         });
-        let close_at = s.closing.iter().map(|&(_, at)| at).min();
+        let close_at = s.closing.iter().chain(&s.pending).map(|&(_, at)| at).min();
         let at = match (smol_at, close_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -25,6 +25,8 @@ struct Client {
     /// How each connection ended: the code, or `None` for a transport
     /// failure.
     ended: Vec<Option<u16>>,
+    /// What each failed end said (handshake refused, protocol error).
+    failures: Vec<String>,
     close_when_done: bool,
 }
 
@@ -54,6 +56,9 @@ impl Handler for Client {
     }
 
     fn on_close(&mut self, _: ConnId, ended: Ended<'_>) {
+        if let Ended::Failed(e) = &ended {
+            self.failures.push(e.to_string());
+        }
         let code = match ended {
             Ended::Transport(_) => None,
             other => Some(other.code().0),
@@ -259,4 +264,39 @@ fn storm_reports_what_it_reached() {
     assert_eq!(report.open, 600);
     assert_eq!(report.echoes, 1200);
     assert!(report.rss_open >= report.rss_start);
+}
+
+#[test]
+fn a_server_at_its_limit_answers_503() {
+    let (c, s) = mem_pair(StackConfig::default(), StackConfig::default(), PORT).unwrap();
+    let mut client = EventLoop::new(c, Client::default(), loop_config(10));
+    let server_config = tern_core::LoopConfig {
+        max_connections: 1,
+        ..loop_config(1)
+    };
+    let mut server = EventLoop::new(s, EchoServer::default(), server_config);
+    client.connect(&mem_server(PORT), &REQUEST, 1).unwrap();
+    let first = step_until(&mut client, &mut server, 10_000, |c, _| {
+        c.handler().opened == 1
+    })
+    .expect("the link never fails");
+    assert!(first);
+
+    client.connect(&mem_server(PORT), &REQUEST, 2).unwrap();
+    let refused = step_until(&mut client, &mut server, 10_000, |c, _| {
+        !c.handler().ended.is_empty()
+    })
+    .expect("the link never fails");
+    assert!(refused);
+    // The refusal arrived as an HTTP answer the client could read (a
+    // failed handshake), not as a bare reset or close.
+    assert_eq!(client.handler().ended, vec![Some(1006)]);
+    assert_eq!(client.handler().failures.len(), 1, "a failed handshake");
+    assert!(
+        client.handler().failures[0].contains("503"),
+        "{:?}",
+        client.handler().failures
+    );
+    assert_eq!(server.stats().refused, 1);
+    assert_eq!(client.len(), 1, "the first connection stays open");
 }
