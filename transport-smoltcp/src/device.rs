@@ -6,14 +6,13 @@
 //! `rx` only with what the link delivered and drains `tx` after every
 //! shard poll.
 //!
-//! Frame buffers are recycled through a pool shared by the shards of one
-//! stack: a received frame's buffer, once the stack has read it, carries
-//! the next frame the stack sends. Traffic both ways keeps the pool fed,
-//! so a busy link allocates almost nothing per frame.
+//! Frame buffers are recycled through a pool of the stack, lent to the
+//! shard being polled: a received frame's buffer, once the stack has read
+//! it, carries the next frame the stack sends. Traffic both ways keeps the
+//! pool fed, so a busy link allocates almost nothing per frame.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::rc::Rc;
 
 use smoltcp::phy::{self, Device, DeviceCapabilities};
 use smoltcp::time::Instant;
@@ -24,11 +23,10 @@ pub(crate) struct ShardDevice {
     pub(crate) rx: VecDeque<Vec<u8>>,
     pub(crate) tx: Vec<Vec<u8>>,
     pub(crate) caps: DeviceCapabilities,
-    pub(crate) pool: FramePool,
+    /// The stack's spare buffers while this shard is polled; empty
+    /// otherwise.
+    pub(crate) pool: RefCell<Vec<Vec<u8>>>,
 }
-
-/// Spare frame buffers of one stack.
-pub(crate) type FramePool = Rc<RefCell<Vec<Vec<u8>>>>;
 
 /// Most spare buffers a pool keeps; beyond that they are freed.
 const POOL_KEEP: usize = 4096;

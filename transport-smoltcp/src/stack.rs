@@ -54,12 +54,12 @@
 //! with a reset instead of an ACK. A socket whose peer never finishes the
 //! close is aborted after [`StackConfig::close_timeout`].
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::rc::Rc;
 use std::time::Duration;
 
 use slab::Slab;
@@ -74,7 +74,7 @@ use tern_core::transport::{Io, Readiness, Token, Transport};
 
 use crate::config::PORTS;
 pub use crate::config::{Addressing, SmolError, StackConfig, StackStats, SOCKETS_PER_SHARD};
-use crate::device::{FramePool, ShardDevice};
+use crate::device::ShardDevice;
 use crate::link::Link;
 use crate::steer::{self, Steer};
 
@@ -125,6 +125,8 @@ pub struct SmolTransport<L: Link> {
     timers: BinaryHeap<Reverse<(Duration, u32)>>,
     listen_port: Option<u16>,
     accepted: VecDeque<SmolStream>,
+    /// Spare frame buffers, lent to the shard being polled.
+    pool: Vec<Vec<u8>>,
     sources: Vec<Ipv4Addr>,
     next_port: u64,
     live: usize,
@@ -168,14 +170,13 @@ impl<L: Link> SmolTransport<L> {
         let now = to_instant(link.now());
         let cidr = IpCidr::new(IpAddress::Ipv4(addressing.addr), addressing.prefix);
 
-        let pool = FramePool::default();
         let mut shards = Vec::with_capacity(config.shards);
         for index in 0..config.shards {
             let mut dev = ShardDevice {
                 rx: VecDeque::new(),
                 tx: Vec::new(),
                 caps: caps.clone(),
-                pool: Rc::clone(&pool),
+                pool: RefCell::new(Vec::new()),
             };
             let mut iface_config = Config::new(hardware);
             iface_config.random_seed = 0x7e27_0000 ^ index as u64;
@@ -210,6 +211,7 @@ impl<L: Link> SmolTransport<L> {
             timers: BinaryHeap::new(),
             listen_port: None,
             accepted: VecDeque::new(),
+            pool: Vec::new(),
             sources,
             next_port: 0,
             live: 0,
@@ -406,6 +408,7 @@ impl<L: Link> SmolTransport<L> {
         self.stats.shard_polls += 1;
         let instant = to_instant(now);
         let medium = self.link.medium();
+        *self.shards[index].dev.pool.get_mut() = std::mem::take(&mut self.pool);
         while let Some(front) = self.shards[index].dev.rx.front() {
             if let Steer::Flow { opening: true, .. } = steer::classify(front, medium) {
                 self.rearm(index, now);
@@ -437,6 +440,7 @@ impl<L: Link> SmolTransport<L> {
             }
         }
 
+        self.pool = std::mem::take(s.dev.pool.get_mut());
         for frame in s.dev.tx.drain(..) {
             self.stats.frames_out += 1;
             self.link.send(frame)?;

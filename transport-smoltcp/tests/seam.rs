@@ -215,3 +215,11 @@ fn server_inject(client: &mut SmolTransport<MemPort>, frame: Vec<u8>) {
     use tern_transport_smoltcp::Link;
     client.link_mut().send(frame).unwrap();
 }
+
+#[test]
+fn a_tap_stack_can_move_to_its_own_thread() {
+    // A server builds its transports and hands each to a thread.
+    fn assert_send<T: Send>() {}
+    assert_send::<SmolTransport<tern_transport_smoltcp::TapLink>>();
+    assert_send::<SmolStream>();
+}
