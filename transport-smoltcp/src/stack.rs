@@ -148,12 +148,22 @@ impl<L: Link> SmolTransport<L> {
     /// A stack on `link` with `addressing`, sized by `config`.
     pub fn new(link: L, addressing: &Addressing, config: StackConfig) -> Result<Self, SmolError> {
         if config.shards == 0 || config.shards > u32::MAX as usize / 2 {
-            return Err(SmolError::BadConfig("shards must be at least 1"));
+            return Err(SmolError::BadConfig("shards must be between 1 and 2^31"));
         }
         if config.rx_buffer == 0 || config.tx_buffer == 0 {
             return Err(SmolError::BadConfig("socket buffers must not be empty"));
         }
+        if addressing.prefix > 32 {
+            return Err(SmolError::BadConfig("an IPv4 prefix is at most 32 bits"));
+        }
+        // RFC 791 section 3.2: every IPv4 host takes 68-byte datagrams.
+        if link.mtu() < 68 {
+            return Err(SmolError::BadConfig("the link's MTU is under 68 bytes"));
+        }
         let medium = link.medium();
+        if medium == Medium::Ethernet && !EthernetAddress(addressing.mac).is_unicast() {
+            return Err(SmolError::BadConfig("the Ethernet address must be unicast"));
+        }
         let mut caps = DeviceCapabilities::default();
         caps.medium = medium;
         caps.max_transmission_unit = match medium {

@@ -179,6 +179,20 @@ fn bad_input_is_an_error() {
         Err(SmolError::BadConfig(_))
     ));
     let (port, _) = MemPort::pair(1500);
+    let wide = Addressing {
+        prefix: 33,
+        ..addressing.clone()
+    };
+    assert!(matches!(
+        SmolTransport::new(port, &wide, StackConfig::default()),
+        Err(SmolError::BadConfig(_))
+    ));
+    let (tiny, _) = MemPort::pair(40);
+    assert!(matches!(
+        SmolTransport::new(tiny, &addressing, StackConfig::default()),
+        Err(SmolError::BadConfig(_))
+    ));
+    let (port, _) = MemPort::pair(1500);
     let no_buffer = StackConfig {
         rx_buffer: 0,
         ..StackConfig::default()
