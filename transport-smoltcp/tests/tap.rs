@@ -196,7 +196,20 @@ fn kernel_client_echoes_through_tap() {
 /// A kernel WebSocket server for one connection: answers the handshake,
 /// echoes data frames unmasked, answers a close frame and ends.
 fn kernel_server(listener: TcpListener) -> usize {
-    let (mut stream, _) = listener.accept().expect("a connection over TAP");
+    // Bounded: a client that never comes fails the test, not hangs it.
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "no connection over TAP");
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
