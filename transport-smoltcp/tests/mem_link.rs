@@ -300,3 +300,43 @@ fn a_server_at_its_limit_answers_503() {
     assert_eq!(server.stats().refused, 1);
     assert_eq!(client.len(), 1, "the first connection stays open");
 }
+
+/// Closes every connection with 4000 on its first message.
+#[derive(Debug, Default)]
+struct Closer {
+    ended: Vec<u16>,
+}
+
+impl Handler for Closer {
+    fn on_message(&mut self, cx: &mut Context<'_>, _: Message<'_>) {
+        cx.close(CloseCode(4000), "enough").expect("open");
+    }
+
+    fn on_close(&mut self, _: ConnId, ended: Ended<'_>) {
+        self.ended.push(ended.code().0);
+    }
+}
+
+#[test]
+fn server_initiated_close_handshake() {
+    let (c, s) = mem_pair(StackConfig::default(), StackConfig::default(), PORT).unwrap();
+    // Each connection sends one message as it opens; the server answers
+    // each with a close.
+    let handler = Client {
+        to_send: (0..20u8).map(|i| vec![i]).collect(),
+        ..Client::default()
+    };
+    let mut client = EventLoop::new(c, handler, loop_config(20));
+    let mut server = EventLoop::new(s, Closer::default(), loop_config(20));
+    for seed in 0..20 {
+        client.connect(&mem_server(PORT), &REQUEST, seed).unwrap();
+    }
+    let done = step_until(&mut client, &mut server, 10_000, |c, s| {
+        c.is_empty() && s.is_empty() && c.transport().sockets() == 0 && s.transport().sockets() == 0
+    })
+    .expect("the link never fails");
+    assert!(done, "client {client:?} server {server:?}");
+    assert_eq!(client.handler().opened, 20);
+    assert_eq!(client.handler().ended, vec![Some(4000); 20]);
+    assert_eq!(server.handler().ended, vec![4000; 20]);
+}
