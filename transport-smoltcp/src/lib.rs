@@ -24,6 +24,13 @@
 //! - Per connection, both ends together cost `4 × buffer + about 1.4 KB`,
 //!   most of it smoltcp's socket (432 bytes a side) and buffers it
 //!   allocates up front; see `docs/smoltcp-results.md`.
+//! - Readiness is tracked per shard, not per socket: a polled shard's
+//!   registered sockets are all looked at (see [`stack`]).
+//! - A [`MemPort`] pair lives on one thread (it shares its queues through
+//!   an `Rc`); a TAP stack can move to a thread of its own.
+//! - The TAP device is opened here with `TUNSETIFF` rather than through
+//!   smoltcp's `TunTapInterface`, which panics on a device error; one
+//!   process attaches to a device at a time.
 //!
 //! The constructors below give the addressing the project uses:
 //! [`mem_pair`] for the in-memory link, [`tap_server`] and [`tap_client`]
