@@ -350,6 +350,8 @@ pub struct EventLoop<T: Transport, H> {
     overflowed: bool,
     next_serial: u32,
     accepting: bool,
+    /// When to try the listener again after a failed accept.
+    accept_retry: Option<Duration>,
     stats: LoopStats,
 }
 
@@ -366,6 +368,10 @@ impl<T: Transport, H> fmt::Debug for EventLoop<T, H> {
 /// The output buffer keeps at most this much capacity between uses, so one
 /// large message does not pin its size for the life of the loop.
 const OUT_KEEP_CAPACITY: usize = 1 << 20;
+
+/// How long after a failed accept (out of file descriptors, most often)
+/// the loop tries the listener again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 impl<T: Transport, H: Handler> EventLoop<T, H> {
     /// A loop over `transport` calling `handler`.
@@ -386,6 +392,7 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             deadlines: BinaryHeap::new(),
             next_serial: 0,
             accepting: true,
+            accept_retry: None,
             stats: LoopStats::default(),
         }
     }
@@ -544,6 +551,9 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
         }
         self.events = events;
 
+        if self.accept_retry.is_some_and(|at| at <= self.transport.now()) {
+            self.accept_all();
+        }
         self.expire_deadlines();
         self.sweep_idle();
         Ok(())
@@ -563,10 +573,12 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
         let deadline = self.deadlines.peek().map(|Reverse((at, _, _))| *at);
         // The sweep matters only while there are connections to sweep.
         let sweep = self.next_sweep.filter(|_| !self.slots.is_empty());
-        let next = match (deadline, sweep) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => return timeout,
+        let next = [deadline, sweep, self.accept_retry]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(next) = next else {
+            return timeout;
         };
         let until = next.saturating_sub(self.transport.now());
         Some(timeout.map_or(until, |t| t.min(until)))
@@ -643,15 +655,18 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
     }
 
     fn accept_all(&mut self) {
+        self.accept_retry = None;
         while self.accepting {
             let stream = match self.transport.accept() {
                 Ok(Some(stream)) => stream,
                 Ok(None) => return,
                 Err(_) => {
                     // Most often out of file descriptors. The waiting
-                    // connection stays in the backlog; the next readiness
-                    // of the listener tries again.
+                    // connection stays in the backlog, and an edge-triggered
+                    // listener reports nothing new until another one
+                    // arrives: retry on a timer instead.
                     self.stats.accept_errors += 1;
+                    self.accept_retry = Some(self.transport.now() + ACCEPT_RETRY);
                     return;
                 }
             };
