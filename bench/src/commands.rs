@@ -108,7 +108,12 @@ fn close(client: &mut Client, report: &mut Report) {
 }
 
 /// Refuses a message size whose copies do not fit in the memory available.
-fn check_memory(name: &str, option: String, needed: u64, what: &'static str) -> Result<(), Outcome> {
+fn check_memory(
+    name: &str,
+    option: String,
+    needed: u64,
+    what: &'static str,
+) -> Result<(), Outcome> {
     limits::check_this_machine(option, needed, what).map_err(|e| {
         eprintln!("tern {name}: {e}");
         Outcome::Refused
@@ -117,7 +122,7 @@ fn check_memory(name: &str, option: String, needed: u64, what: &'static str) -> 
 
 /// Why there is nothing to run the `phase` on (`task`: what it would
 /// have done) after a storm that left no connection open.
-fn nothing_open(opened: u64, phase: &str, task: &str) -> String {
+pub fn nothing_open(opened: u64, phase: &str, task: &str) -> String {
     let which = match opened {
         0 => return format!("no connection opened; nothing to {task}"),
         1 => "the connection that opened".to_string(),
@@ -180,7 +185,7 @@ pub fn echo(args: EchoArgs) -> Outcome {
     // is the message being built or checked.
     let copies = args.n.saturating_mul(2).saturating_add(1);
     let needed = limits::message_memory(args.size, copies);
-    let option = format!("--size {} on -n {} connections", args.size, args.n);
+    let option = format!("--size {} with -n {}", args.size, args.n);
     let what = "a queued message and an echo per connection";
     if let Err(o) = check_memory("echo", option, needed, what) {
         return o;
@@ -230,7 +235,9 @@ pub fn throughput(args: ThroughputArgs) -> Outcome {
     let opened = storm.opened;
     report.connections = Some(storm);
     match ids.first() {
-        None => report.errors.push(nothing_open(opened, "throughput", "send the message on")),
+        None => report
+            .errors
+            .push(nothing_open(opened, "throughput", "send the message on")),
         Some(&id) => {
             report.throughput =
                 Some(client.throughput(id, args.size, args.repeat, args.client.timeout))

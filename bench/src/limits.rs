@@ -128,12 +128,10 @@ pub fn source_addresses(
         }
         Some(k) if k > 254 => return Err(format!("--sources {k} is more than 254 addresses")),
         Some(k) => k,
-        None if loopback_v4 && connections > 1000 => {
-            connections
-                .div_ceil(PORTS_PER_SOURCE)
-                .saturating_add(1)
-                .min(254)
-        }
+        None if loopback_v4 && connections > 1000 => connections
+            .div_ceil(PORTS_PER_SOURCE)
+            .saturating_add(1)
+            .min(254),
         None => 0,
     };
     // One address is what the kernel picks anyway, and letting it choose

@@ -132,7 +132,8 @@ mod tests {
 
     #[test]
     fn parses_mem_available() {
-        let meminfo = "MemTotal:       32000000 kB\nMemFree:  100 kB\nMemAvailable:   20966040 kB\n";
+        let meminfo =
+            "MemTotal:       32000000 kB\nMemFree:  100 kB\nMemAvailable:   20966040 kB\n";
         assert_eq!(
             parse_kib_field(meminfo, "MemAvailable:"),
             Some(20_966_040 * 1024)

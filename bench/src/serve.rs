@@ -83,7 +83,9 @@ pub fn serve(options: &ServeOptions) -> Result<(), String> {
     config.loops = loops;
     config.loop_config.protocol.max_message_size = options.max_message_size;
     config.loop_config.protocol.max_frame_size = options.max_message_size;
-    let per_loop = options.max_connections.map(|max| per_loop_limit(max, loops));
+    let per_loop = options
+        .max_connections
+        .map(|max| per_loop_limit(max, loops));
     if let Some(per_loop) = per_loop {
         // Each loop keeps its own count, and the kernel hashes each new
         // connection to one loop's listener: a total shared exactly would
