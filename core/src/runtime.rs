@@ -551,7 +551,10 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
         }
         self.events = events;
 
-        if self.accept_retry.is_some_and(|at| at <= self.transport.now()) {
+        if self
+            .accept_retry
+            .is_some_and(|at| at <= self.transport.now())
+        {
             self.accept_all();
         }
         self.expire_deadlines();

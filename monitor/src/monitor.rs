@@ -251,9 +251,9 @@ fn advance(deadline: Instant, period: Duration, now: Instant) -> Instant {
 pub(crate) fn plain_line(st: &DashState) -> String {
     let live = &st.live;
     let us =
-        |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{}us", format::num(v)));
+        |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{}µs", format::num(v)));
     format!(
-        "{:>9}  [{}]  open {}  conn/ms {}  conn/MiB {}  echoes/ms {}  MB/s {}  p50 {}  p99 {}",
+        "{:>9}  [{}]  open {}  conn/ms {}  conn/MiB {}  echoes/ms {}  echoed MB/s {}  p50 {}  p99 {}",
         format::secs(st.elapsed),
         st.phase,
         format::num_int(live.open),
@@ -474,7 +474,7 @@ mod tests {
         assert_eq!(
             plain_line(&st),
             "    1.0 s  [connection storm 4,213/10,000]  open 4,213  conn/ms 4.21  \
-             conn/MiB 256  echoes/ms 2.00  MB/s 0.064  p50 49.0us  p99 98.0us"
+             conn/MiB 256  echoes/ms 2.00  echoed MB/s 0.064  p50 49.0µs  p99 98.0µs"
         );
     }
 
@@ -485,7 +485,7 @@ mod tests {
         assert_eq!(
             plain_line(&st),
             "    0.0 s  []  open 0  conn/ms 0.00  conn/MiB n/a  echoes/ms 0.00  \
-             MB/s 0.00  p50 n/a  p99 n/a"
+             echoed MB/s 0.00  p50 n/a  p99 n/a"
         );
     }
 

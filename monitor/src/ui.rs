@@ -55,7 +55,7 @@ pub(crate) fn tiles(st: &DashState) -> [(&'static str, String); 7] {
         ("conn/ms", format::num(live.conn_per_ms)),
         ("conn/MiB", format::opt(live.conn_per_mib)),
         ("echoes/ms", format::num(live.echoes_per_ms)),
-        ("MB/s", format::num(live.mb_per_s)),
+        ("echoed MB/s", format::num(live.mb_per_s)),
         ("p50 / p99 µs", latency),
         ("server CPU %", format::opt(live.cpu)),
     ]
