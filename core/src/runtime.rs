@@ -563,7 +563,7 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
     }
 
     fn next_serial(&mut self) -> u32 {
-        self.next_serial = self.next_serial.wrapping_add(1) & !LINGER_BIT;
+        self.next_serial = self.next_serial.wrapping_add(1) & !(LINGER_BIT | DRAIN_BIT);
         self.next_serial
     }
 
@@ -715,13 +715,22 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
     /// block" is saved) or, after a `hangup`, until the end of the stream.
     /// Reading pauses while the output queue is above its mark.
     fn on_readable(&mut self, key: usize, hangup: bool) {
-        let pause_at = self.pause_at();
+        self.read_input(key, hangup, self.pause_at());
+    }
+
+    /// [`EventLoop::on_readable`] with the queue length above which reading
+    /// pauses.
+    fn read_input(&mut self, key: usize, hangup: bool, pause_at: usize) {
         loop {
             let Some(slot) = self.slots.get_mut(key) else {
                 return;
             };
             if slot.conn.state() == State::Closed {
-                // Lingering to flush: input is no longer of interest.
+                // Lingering to flush: input is no longer of interest, but
+                // a failed connection drains it (see `DRAIN_BIT`).
+                if slot.serial & DRAIN_BIT != 0 {
+                    self.discard_input(key);
+                }
                 return;
             }
             if slot.conn.queued_len() > pause_at {
@@ -854,7 +863,7 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
                 }
                 Ok(Io::WouldBlock | Io::Closed) => break,
                 Err(e) => {
-                    self.end(key, Ended::Transport(&e));
+                    self.end_on_write_error(key, e);
                     return;
                 }
             }
@@ -875,6 +884,11 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             }
         }
         match slot.conn.state() {
+            // A failed connection's answer is out: shut the sending side
+            // and drain until the peer ends the stream.
+            State::Closed if slot.serial & DRAIN_BIT != 0 => {
+                self.transport.shutdown_write(&mut slot.stream);
+            }
             State::Closed => self.end(key, Ended::Closed(CloseCode::NORMAL)),
             State::Open if before > 0 => self.drained(key, before > pause_at),
             _ if before > pause_at => self.on_readable(key, true),
@@ -928,8 +942,24 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
     /// take), with writable interest on while anything is queued.
     fn flush(&mut self, key: usize) {
         if let Err(e) = self.try_flush(key) {
-            self.end(key, Ended::Transport(&e));
+            self.end_on_write_error(key, e);
         }
+    }
+
+    /// A write to connection `key` failed. A peer that refused a message
+    /// (too big, say) sends its close frame and drops the stream while
+    /// this end is still writing: read what it sent first, so the end is
+    /// reported as its close code rather than as a broken pipe.
+    fn end_on_write_error(&mut self, key: usize, error: T::Error) {
+        let framing = self
+            .slots
+            .get(key)
+            .is_some_and(|slot| matches!(slot.conn.state(), State::Open | State::Closing));
+        if framing {
+            // Whatever is queued will never be sent: read past the mark.
+            self.read_input(key, true, usize::MAX);
+        }
+        self.end(key, Ended::Transport(&error));
     }
 
     /// [`EventLoop::flush`] leaving the connection alive on a transport
@@ -1002,10 +1032,11 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
     /// flushed; otherwise it lingers until the queue drains or its
     /// deadline passes. `ended` is reported now either way.
     fn linger_or_end(&mut self, key: usize, ended: Ended<'_>) {
+        let drain = matches!(ended, Ended::Failed(Error::Protocol(_)));
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if slot.conn.queued().is_empty() {
+        if slot.conn.queued().is_empty() && !drain {
             self.end(key, ended);
             return;
         }
@@ -1013,12 +1044,39 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             // Already lingering, its end reported.
             return;
         }
-        // Report the end now; the slot stays only to flush the answer, and
-        // the marked serial keeps the end from being reported twice.
+        // Report the end now; the slot stays only to flush the answer (and,
+        // after a failure, to drain), and the marked serial keeps the end
+        // from being reported twice.
         self.handler.on_close(key, ended);
-        let serial = self.next_serial() | LINGER_BIT;
-        self.slots[key].serial = serial;
+        let mut serial = self.next_serial() | LINGER_BIT;
+        if drain {
+            serial |= DRAIN_BIT;
+        }
+        let slot = &mut self.slots[key];
+        slot.serial = serial;
+        if drain && slot.conn.queued().is_empty() {
+            self.transport.shutdown_write(&mut slot.stream);
+        }
         self.push_deadline(key, serial);
+    }
+
+    /// Reads and drops the input of a failed connection until the peer ends
+    /// the stream; a bounded amount per readiness report, so a peer that
+    /// keeps sending cannot hold the loop (new bytes are a new report).
+    fn discard_input(&mut self, key: usize) {
+        for _ in 0..DRAIN_READS {
+            let Some(slot) = self.slots.get_mut(key) else {
+                return;
+            };
+            match self.transport.read(&mut slot.stream, &mut self.read_buf) {
+                Ok(Io::Done(_)) => {}
+                Ok(Io::WouldBlock) => return,
+                Ok(Io::Closed) | Err(_) => {
+                    self.end(key, Ended::Abnormal);
+                    return;
+                }
+            }
+        }
     }
 
     /// Drops connection `key`, releases its stream and reports `ended`
@@ -1040,6 +1098,17 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
 /// Set in a slot's serial once its end was reported while it lingers to
 /// flush its last output.
 const LINGER_BIT: u32 = 1 << 31;
+
+/// Set in a slot's serial while a failed connection drains: its answer (a
+/// close frame naming the failure) is sent and its sending side shut, and
+/// its input is read and dropped until the peer ends the stream or the
+/// linger deadline passes. Closing at once would make the kernel answer
+/// the unread input with a reset, which can destroy the close frame before
+/// the peer reads it.
+const DRAIN_BIT: u32 = 1 << 30;
+
+/// Reads a draining connection gets per readiness report.
+const DRAIN_READS: usize = 16;
 
 /// Time between two idle sweeps.
 fn sweep_period(idle_timeout: Duration) -> Duration {

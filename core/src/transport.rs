@@ -120,6 +120,15 @@ pub trait Transport {
     /// Writes from `bufs`, in order, as much as the transport takes now.
     fn write(&mut self, stream: &mut Self::Stream, bufs: &[&[u8]]) -> Result<Io, Self::Error>;
 
+    /// Ends the sending direction (a FIN after the bytes already written)
+    /// but keeps the stream readable. The loop does this after failing a
+    /// connection, then reads and drops input until the peer ends the
+    /// stream, so that a peer still sending reads the close frame instead
+    /// of a reset. A transport that cannot half-close does nothing.
+    fn shutdown_write(&mut self, stream: &mut Self::Stream) {
+        let _ = stream;
+    }
+
     /// Stops reporting and releases the stream. The transport closes it
     /// gracefully where it can (a FIN after the queued bytes).
     fn close(&mut self, stream: Self::Stream);

@@ -264,6 +264,12 @@ impl Transport for MioTransport {
         }
     }
 
+    fn shutdown_write(&mut self, stream: &mut TcpStream) {
+        // Fails only on a stream that is already gone, which the next
+        // read reports.
+        let _ = stream.shutdown(Shutdown::Write);
+    }
+
     fn close(&mut self, stream: TcpStream) {
         // Closing the descriptor removes it from epoll; a FIN first, so
         // bytes already written reach the peer before the close.

@@ -171,3 +171,20 @@ fn shutdown_sends_going_away_to_every_peer() {
     assert_eq!(client.handler().ended, vec![1001; 20]);
     server.join().unwrap();
 }
+
+#[test]
+fn refused_large_message_reports_the_peer_close_code() {
+    // The server refuses the message at its header and drops the stream
+    // while the client is still writing it: the client must report the
+    // server's 1009, not the broken pipe its next write meets.
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut config = ServerConfig::new(addr);
+    config.loop_config.protocol.max_message_size = 1 << 20;
+    config.loop_config.protocol.max_frame_size = 1 << 20;
+    let server = Server::start(config, |_| Echo).unwrap();
+    let checker = run_clients(&server, 1, vec![vec![1u8; 32 << 20]]);
+    assert_eq!(checker.verified, 0);
+    assert_eq!(checker.ended, [1009]);
+    server.shutdown();
+    server.join().unwrap();
+}
