@@ -1,1 +1,206 @@
-fn main() {}
+//! `tern`: load tools for WebSocket servers, and the embedded default run.
+//!
+//! - `tern serve`: the tern echo server;
+//! - `tern connections URL -n N`: a connection storm (connections/ms and,
+//!   given the server's pid, connections/MiB);
+//! - `tern echo URL -n N`: request-response echoes (echoes/ms, latency);
+//! - `tern throughput URL --size 100MB`: one large message echoed (MB/s);
+//! - `tern` or `tern run`: starts `tern serve` as a child and runs all
+//!   three phases against it under the live dashboard.
+//!
+//! Every command ends with a summary table on stdout (or JSON with
+//! `--json`); progress goes to stderr. The exit status is 0 when the run
+//! succeeded, 1 when it ran but something failed (a connection, a wrong
+//! echo, a timeout, an interruption), 2 when it was refused before
+//! starting (bad arguments, too few file descriptors).
+
+mod client;
+mod commands;
+mod latency;
+mod limits;
+mod payload;
+mod procfs;
+mod report;
+mod run;
+mod serve;
+mod target;
+mod units;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Load tools for WebSocket servers, and the tern echo server.
+#[derive(Debug, Parser)]
+#[command(name = "tern", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the tern echo server.
+    Serve(ServeArgs),
+    /// Open N connections as fast as the server accepts them.
+    Connections(ConnectionsArgs),
+    /// Echo small messages on N connections, one in flight on each.
+    Echo(EchoArgs),
+    /// Echo one large binary message and time the round trip.
+    Throughput(ThroughputArgs),
+    /// The embedded default: a tern server child, then a connection storm,
+    /// echoes and a throughput round under the live dashboard.
+    Run(RunArgs),
+}
+
+/// Options of `tern serve`.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address or host name to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0: any free port; the printed line names it).
+    #[arg(long, default_value_t = 9001)]
+    port: u16,
+    /// Event loops (threads), sharing the port through SO_REUSEPORT.
+    #[arg(long, default_value_t = 1)]
+    loops: usize,
+    /// Largest message accepted (e.g. 256MiB, 1GB).
+    #[arg(long, default_value = "256MiB", value_parser = units::parse_size)]
+    max_message_size: u64,
+    /// Most connections at once; more are refused with 503.
+    #[arg(long)]
+    max_connections: Option<u64>,
+}
+
+/// Options shared by the client commands.
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// Server URL, ws://host:port/path (wss is not supported).
+    url: String,
+    /// Spread connections over K local addresses 127.0.0.1..127.0.0.K
+    /// (loopback targets only; default: ceil(N/20000)+1 above 1000
+    /// connections).
+    #[arg(long)]
+    sources: Option<u32>,
+    /// Handshakes kept under way at once while connecting.
+    #[arg(long, default_value_t = 1000)]
+    in_flight: u64,
+    /// Limit for each phase (connecting, waiting for echoes).
+    #[arg(long, default_value = "60s", value_parser = units::parse_duration)]
+    timeout: Duration,
+    /// Print the result as JSON on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of `tern connections`.
+#[derive(Debug, Args)]
+struct ConnectionsArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Connections to open.
+    #[arg(short = 'n', long = "connections")]
+    n: u64,
+    /// Process id of the server, to measure its memory per connection.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// Options of `tern echo`.
+#[derive(Debug, Args)]
+struct EchoArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Connections echoing at once.
+    #[arg(short = 'n', long = "connections", default_value_t = 100)]
+    n: u64,
+    /// How long to keep echoing.
+    #[arg(long, default_value = "5s", value_parser = units::parse_duration)]
+    duration: Duration,
+    /// Bytes per message.
+    #[arg(long, default_value = "20", value_parser = units::parse_size)]
+    size: u64,
+    /// Send binary messages (text otherwise).
+    #[arg(long)]
+    binary: bool,
+}
+
+/// Options of `tern throughput`.
+#[derive(Debug, Args)]
+struct ThroughputArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Size of the message (e.g. 100MB, 30MB, 64KiB, 1GB).
+    #[arg(long, default_value = "100MB", value_parser = units::parse_size)]
+    size: u64,
+    /// Round trips to make.
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+}
+
+/// Options of `tern run` (and of `tern` alone).
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Connections in the storm (phase 1).
+    #[arg(long, default_value_t = 10_000)]
+    connections: u64,
+    /// Connections that echo in phase 2 (default: all of them).
+    #[arg(long)]
+    echo_connections: Option<u64>,
+    /// Seconds of echoes in phase 2.
+    #[arg(long, default_value = "5", value_parser = units::parse_duration)]
+    echo_seconds: Duration,
+    /// Bytes per echo message.
+    #[arg(long, default_value = "20", value_parser = units::parse_size)]
+    size: u64,
+    /// Size of the phase 3 message.
+    #[arg(long, default_value = "30MB", value_parser = units::parse_size)]
+    throughput_size: u64,
+    /// Plain progress lines instead of the full-screen dashboard.
+    #[arg(long)]
+    no_tui: bool,
+    /// Print the result as JSON on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Limit for each phase.
+    #[arg(long, default_value = "60s", value_parser = units::parse_duration)]
+    timeout: Duration,
+}
+
+/// The exit status of a command: 0 ok, 1 the run failed, 2 refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Failed,
+    Refused,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> ExitCode {
+        match o {
+            Outcome::Ok => ExitCode::SUCCESS,
+            Outcome::Failed => ExitCode::from(1),
+            Outcome::Refused => ExitCode::from(2),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli
+        .command
+        .unwrap_or_else(|| match Cli::parse_from(["tern", "run"]).command {
+            Some(run) => run,
+            None => unreachable!("`tern run` parses to the run command"),
+        });
+    let outcome = match command {
+        Command::Serve(args) => commands::serve(args),
+        Command::Connections(args) => commands::connections(args),
+        Command::Echo(args) => commands::echo(args),
+        Command::Throughput(args) => commands::throughput(args),
+        Command::Run(args) => run::run(args),
+    };
+    outcome.into()
+}
