@@ -1,0 +1,39 @@
+// Echo server on the `ws` package, started by `tern compare` as
+// `node echo.js PORT`. Listens on 127.0.0.1:PORT, prints one
+// "listening on ws://..." line and echoes every message as it came (text
+// as text, binary as binary) until it is killed.
+'use strict';
+
+const { WebSocketServer } = require('ws');
+
+const port = Number(process.argv[2]);
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  console.error('usage: node echo.js PORT');
+  process.exit(2);
+}
+
+const server = new WebSocketServer({
+  host: '127.0.0.1',
+  port,
+  // The default (100 MiB) is barely above the 100 MB test; 256 MiB
+  // is the limit every server in the comparison gets.
+  maxPayload: 256 * 1024 * 1024,
+  // No permessage-deflate: the other servers do not compress either.
+  perMessageDeflate: false,
+  clientTracking: false,
+});
+
+server.on('connection', (ws) => {
+  ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+  ws.on('error', () => ws.terminate());
+});
+
+server.on('listening', () => {
+  const { address, port: bound } = server.address();
+  console.log(`listening on ws://${address}:${bound}`);
+});
+
+server.on('error', (err) => {
+  console.error(`echo.js: ${err.message}`);
+  process.exit(1);
+});
