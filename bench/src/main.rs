@@ -20,6 +20,7 @@ mod latency;
 mod limits;
 mod payload;
 mod procfs;
+mod raw;
 mod report;
 mod run;
 mod serve;
@@ -72,6 +73,10 @@ struct ServeArgs {
     /// Most connections at once; more are refused with 503.
     #[arg(long)]
     max_connections: Option<u64>,
+    /// Run the raw-TCP limit instead: a canned 101, then bytes echoed
+    /// without framing (only --host, --port and --loops apply).
+    #[arg(long)]
+    raw: bool,
 }
 
 /// Options shared by the client commands.
