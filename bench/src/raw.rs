@@ -656,7 +656,13 @@ impl RawClient {
     /// Echoes on `ids` for `duration`, one text message of `size` bytes in
     /// flight per connection, then waits at most `drain` for the last
     /// echoes.
-    pub fn echo(&mut self, ids: &[usize], size: usize, duration: Duration, drain: Duration) -> EchoReport {
+    pub fn echo(
+        &mut self,
+        ids: &[usize],
+        size: usize,
+        duration: Duration,
+        drain: Duration,
+    ) -> EchoReport {
         self.frame = Self::build_frame(size, OpCode::Text, size as u64);
         self.counters = Counters::default();
         self.sending = true;
@@ -700,9 +706,10 @@ impl RawClient {
         report.unanswered = c.outstanding;
         if c.surplus > 0 {
             report.mismatches += 1;
-            report
-                .mismatch_examples
-                .push(format!("{} bytes came back that were never sent", c.surplus));
+            report.mismatch_examples.push(format!(
+                "{} bytes came back that were never sent",
+                c.surplus
+            ));
         }
         if let Some(e) = failure {
             report.errors.insert(e, 1);
@@ -735,14 +742,18 @@ impl RawClient {
             ..ThroughputReport::default()
         };
         let Ok(len) = usize::try_from(size) else {
-            report.failures.push(format!("{size} bytes do not fit in memory"));
+            report
+                .failures
+                .push(format!("{size} bytes do not fit in memory"));
             return report;
         };
         self.frame = Self::build_frame(len, OpCode::Binary, 0xb01c);
         self.counters = Counters::default();
         self.sending = false;
         if !self.conns.contains(id) {
-            report.failures.push("the connection is no longer open".to_string());
+            report
+                .failures
+                .push("the connection is no longer open".to_string());
             return report;
         }
         let start = Instant::now();
@@ -789,8 +800,13 @@ impl RawClient {
 mod tests {
     use super::*;
 
-    fn start_server() -> (SocketAddr, Arc<AtomicBool>, std::thread::JoinHandle<io::Result<()>>) {
-        let listener = tern_transport_std::bind("127.0.0.1:0".parse().unwrap(), 128, false).unwrap();
+    fn start_server() -> (
+        SocketAddr,
+        Arc<AtomicBool>,
+        std::thread::JoinHandle<io::Result<()>>,
+    ) {
+        let listener =
+            tern_transport_std::bind("127.0.0.1:0".parse().unwrap(), 128, false).unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
@@ -843,10 +859,20 @@ mod tests {
         let mut client = RawClient::new(target, Vec::new(), never).unwrap();
 
         let storm = client.open(20, 8, Duration::from_secs(20));
-        assert_eq!((storm.opened, storm.failed), (20, 0), "{:?}", storm.failures);
+        assert_eq!(
+            (storm.opened, storm.failed),
+            (20, 0),
+            "{:?}",
+            storm.failures
+        );
 
         let ids = client.open_ids();
-        let echo = client.echo(&ids, 512, Duration::from_millis(200), Duration::from_secs(10));
+        let echo = client.echo(
+            &ids,
+            512,
+            Duration::from_millis(200),
+            Duration::from_secs(10),
+        );
         assert!(echo.echoes >= 20, "{echo:?}");
         assert_eq!((echo.mismatches, echo.unanswered), (0, 0), "{echo:?}");
         assert!(echo.errors.is_empty(), "{:?}", echo.errors);
@@ -870,7 +896,8 @@ mod tests {
             s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").unwrap();
         });
         let target = Target::parse(&format!("ws://{addr}/")).unwrap();
-        let mut client = RawClient::new(target, Vec::new(), Arc::new(AtomicBool::new(false))).unwrap();
+        let mut client =
+            RawClient::new(target, Vec::new(), Arc::new(AtomicBool::new(false))).unwrap();
         let storm = client.open(1, 1, Duration::from_secs(10));
         assert_eq!((storm.opened, storm.failed), (0, 1));
         let reason = storm.failures.keys().next().unwrap();

@@ -45,8 +45,16 @@ int main(int argc, char **argv) {
         s.set_reuse_addr(true);
         s.set_listen_backlog(65535);
         s.set_max_message_size(echo_config::max_message_size);
-        s.set_socket_init_handler([](websocketpp::connection_hdl, asio::ip::tcp::socket &socket) {
-            socket.set_option(asio::ip::tcp::no_delay(true));
+        // Once the TCP connection is set up (the socket is open by then),
+        // turn Nagle's algorithm off as every other server here does.
+        s.set_tcp_post_init_handler([&s](websocketpp::connection_hdl hdl) {
+            websocketpp::lib::error_code ec;
+            server::connection_ptr con = s.get_con_from_hdl(hdl, ec);
+            if (ec) {
+                return;
+            }
+            asio::error_code ignored;
+            con->get_socket().set_option(asio::ip::tcp::no_delay(true), ignored);
         });
         s.set_message_handler([&s](websocketpp::connection_hdl hdl, server::message_ptr message) {
             websocketpp::lib::error_code ec;
