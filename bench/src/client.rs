@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge};
-use tern_core::{ClientRequest, CloseCode, ConnId, Context, Ended, EventLoop, Handler, LoopConfig, Message};
+use tern_core::{
+    ClientRequest, CloseCode, ConnId, Context, Ended, EventLoop, Handler, LoopConfig, Message,
+};
 use tern_monitor::names;
 use tern_transport_std::MioTransport;
 
@@ -109,7 +111,8 @@ struct BulkRun {
 #[derive(Debug)]
 enum Work {
     Idle,
-    Echo(EchoRun),
+    // Boxed: the report makes it several times larger than the others.
+    Echo(Box<EchoRun>),
     Bulk(BulkRun),
 }
 
@@ -206,7 +209,10 @@ impl LoadHandler {
         };
         let Some(sent_at) = peer.sent_at.take() else {
             run.report.mismatches += 1;
-            note(&mut run.report, format!("connection {}: message with none awaited", cx.id()));
+            note(
+                &mut run.report,
+                format!("connection {}: message with none awaited", cx.id()),
+            );
             return;
         };
         run.outstanding -= 1;
@@ -219,7 +225,11 @@ impl LoadHandler {
         let kind_ok = matches!(message, Message::Text(_)) == run.text;
         if !kind_ok || message.as_bytes() != self.scratch.as_slice() {
             run.report.mismatches += 1;
-            let got = if matches!(message, Message::Text(_)) { "text" } else { "binary" };
+            let got = if matches!(message, Message::Text(_)) {
+                "text"
+            } else {
+                "binary"
+            };
             let detail = format!(
                 "connection {} message {}: got {} bytes of {got}, expected {} bytes of {}",
                 cx.id(),
@@ -260,7 +270,10 @@ impl LoadHandler {
             )),
             Message::Binary(_) if got != run.data.as_slice() => {
                 let at = got.iter().zip(&run.data).position(|(a, b)| a != b);
-                Err(format!("echo differs from the message at byte {}", at.unwrap_or(0)))
+                Err(format!(
+                    "echo differs from the message at byte {}",
+                    at.unwrap_or(0)
+                ))
             }
             Message::Binary(_) => {
                 self.metrics.echoes.increment(1);
@@ -363,7 +376,9 @@ struct Progress {
 
 impl std::fmt::Debug for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Progress").field("every", &self.every).finish()
+        f.debug_struct("Progress")
+            .field("every", &self.every)
+            .finish()
     }
 }
 
@@ -560,7 +575,7 @@ impl Client {
             },
             latency: Histogram::default(),
         };
-        self.event_loop.handler_mut().work = Work::Echo(run);
+        self.event_loop.handler_mut().work = Work::Echo(Box::new(run));
 
         let start = Instant::now();
         for &id in ids {
@@ -577,9 +592,20 @@ impl Client {
                     _ => 0,
                 };
                 let at = start.elapsed().as_secs_f64().min(total);
-                format!("echo {at:.1}/{total:.1} s on {} connections, {echoes} echoes", ids.len())
+                format!(
+                    "echo {at:.1}/{total:.1} s on {} connections, {echoes} echoes",
+                    ids.len()
+                )
             });
             first = false;
+            // Messages are sent only when an echo arrives: with none in
+            // flight (every connection dropped or failed to send) nothing
+            // more can happen.
+            if let Work::Echo(run) = &self.event_loop.handler().work {
+                if run.outstanding == 0 {
+                    break;
+                }
+            }
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -612,6 +638,7 @@ impl Client {
         let Work::Echo(run) = work else {
             return EchoReport::default();
         };
+        let run = *run;
         let mut report = run.report;
         report.interrupted = interrupted || self.stopped();
         if !report.interrupted {
@@ -635,17 +662,27 @@ impl Client {
 
     /// Echoes one binary message of `size` bytes on connection `id`,
     /// `repeat` times, each round given at most `timeout`.
-    pub fn throughput(&mut self, id: ConnId, size: u64, repeat: u32, timeout: Duration) -> ThroughputReport {
+    pub fn throughput(
+        &mut self,
+        id: ConnId,
+        size: u64,
+        repeat: u32,
+        timeout: Duration,
+    ) -> ThroughputReport {
         let mut report = ThroughputReport {
             size_bytes: size,
             ..ThroughputReport::default()
         };
         let Ok(len) = usize::try_from(size) else {
-            report.failures.push(format!("{size} bytes do not fit in memory"));
+            report
+                .failures
+                .push(format!("{size} bytes do not fit in memory"));
             return report;
         };
         for round in 0..repeat {
-            self.progress(true, |_| format!("throughput round {}/{repeat} of {size} bytes", round + 1));
+            self.progress(true, |_| {
+                format!("throughput round {}/{repeat} of {size} bytes", round + 1)
+            });
             if self.stopped() {
                 report.interrupted = true;
                 break;
@@ -662,7 +699,13 @@ impl Client {
         report
     }
 
-    fn bulk_round(&mut self, id: ConnId, len: usize, round: u32, timeout: Duration) -> Result<Duration, String> {
+    fn bulk_round(
+        &mut self,
+        id: ConnId,
+        len: usize,
+        round: u32,
+        timeout: Duration,
+    ) -> Result<Duration, String> {
         let mut data = Vec::new();
         payload::fill(&mut data, len, 0xb01c ^ self.seed, u64::from(round), false);
         self.event_loop.handler_mut().work = Work::Bulk(BulkRun {
@@ -683,7 +726,10 @@ impl Client {
             None => Err("the connection is no longer open".to_string()),
             Some(Err(e)) => Err(format!("send: {e}")),
             Some(Ok(())) => loop {
-                if let Work::Bulk(BulkRun { result: Some(r), .. }) = &self.event_loop.handler().work {
+                if let Work::Bulk(BulkRun {
+                    result: Some(r), ..
+                }) = &self.event_loop.handler().work
+                {
                     break r.clone();
                 }
                 if self.stopped() {
@@ -703,7 +749,8 @@ impl Client {
     /// close handshakes; returns how many connections were still alive.
     pub fn close(&mut self, wait: Duration) -> usize {
         self.event_loop.handler_mut().closing = true;
-        self.event_loop.close_all(CloseCode::NORMAL, "load run done");
+        self.event_loop
+            .close_all(CloseCode::NORMAL, "load run done");
         let deadline = Instant::now() + wait;
         while !self.event_loop.is_empty() && Instant::now() < deadline {
             if self.turn(TICK).is_err() {

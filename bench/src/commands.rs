@@ -13,7 +13,9 @@ use crate::client::{Client, EchoOptions};
 use crate::report::Report;
 use crate::serve::ServeOptions;
 use crate::target::Target;
-use crate::{limits, procfs, ClientArgs, ConnectionsArgs, EchoArgs, Outcome, ServeArgs, ThroughputArgs};
+use crate::{
+    limits, procfs, ClientArgs, ConnectionsArgs, EchoArgs, Outcome, ServeArgs, ThroughputArgs,
+};
 
 /// How long closing every connection may take at the end of a run.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
@@ -81,14 +83,21 @@ fn prepare(name: &str, args: &ClientArgs, n: u64, max_message: u64) -> Result<Cl
     };
     let target = Target::parse(&args.url).map_err(|e| refuse(e.to_string()))?;
     limits::check_this_process(n).map_err(refuse)?;
-    let sources = limits::source_addresses(n, target.is_loopback_v4(), args.sources).map_err(refuse)?;
+    let sources =
+        limits::source_addresses(n, target.is_loopback_v4(), args.sources).map_err(refuse)?;
     if !sources.is_empty() {
-        eprintln!("tern {name}: spreading connections over {} source addresses", sources.len());
+        eprintln!(
+            "tern {name}: spreading connections over {} source addresses",
+            sources.len()
+        );
     }
     let mut client = Client::new(target, sources, max_message, stop_on_signals())
         .map_err(|e| refuse(format!("cannot start the client: {e}")))?;
     let prefix = format!("tern {name}: ");
-    client.set_progress(Duration::from_secs(1), Box::new(move |line| eprintln!("{prefix}{line}")));
+    client.set_progress(
+        Duration::from_secs(1),
+        Box::new(move |line| eprintln!("{prefix}{line}")),
+    );
     Ok(client)
 }
 
@@ -114,7 +123,9 @@ fn close(client: &mut Client, report: &mut Report) {
         eprintln!("tern: {left} connections did not finish their close handshake in time");
     }
     for (reason, n) in client.dropped() {
-        report.errors.push(format!("{n} connections dropped: {reason}"));
+        report
+            .errors
+            .push(format!("{n} connections dropped: {reason}"));
     }
 }
 
@@ -136,9 +147,9 @@ pub fn connections(args: ConnectionsArgs) -> Outcome {
     if let (Some(pid), Some(before)) = (args.server_pid, rss_before) {
         match (before, procfs::rss_bytes(pid)) {
             (Ok(before), Ok(after)) => storm.set_rss(before, after),
-            (Err(e), _) | (_, Err(e)) => {
-                report.errors.push(format!("cannot read the RSS of process {pid}: {e}"))
-            }
+            (Err(e), _) | (_, Err(e)) => report
+                .errors
+                .push(format!("cannot read the RSS of process {pid}: {e}")),
         }
     }
     report.connections = Some(storm);
@@ -165,7 +176,9 @@ pub fn echo(args: EchoArgs) -> Outcome {
     let ids = client.open_ids();
     report.connections = Some(storm);
     if ids.is_empty() {
-        report.errors.push("no connection opened; nothing to echo on".to_string());
+        report
+            .errors
+            .push("no connection opened; nothing to echo on".to_string());
     } else {
         let options = EchoOptions {
             size,
@@ -194,9 +207,12 @@ pub fn throughput(args: ThroughputArgs) -> Outcome {
     let ids = client.open_ids();
     report.connections = Some(storm);
     match ids.first() {
-        None => report.errors.push("the connection did not open".to_string()),
+        None => report
+            .errors
+            .push("the connection did not open".to_string()),
         Some(&id) => {
-            report.throughput = Some(client.throughput(id, args.size, args.repeat, args.client.timeout))
+            report.throughput =
+                Some(client.throughput(id, args.size, args.repeat, args.client.timeout))
         }
     }
     close(&mut client, &mut report);

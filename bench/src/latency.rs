@@ -103,7 +103,10 @@ mod tests {
             assert!(low <= v, "{v}: {low}");
             assert!((v - low) as f64 <= v as f64 / 64.0, "{v}: {low}");
         }
-        assert_eq!(bucket_of(u64::MAX), EXACT as usize + OCTAVES * SUB as usize - 1);
+        assert_eq!(
+            bucket_of(u64::MAX),
+            EXACT as usize + OCTAVES * SUB as usize - 1
+        );
     }
 
     #[test]

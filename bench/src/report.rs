@@ -57,10 +57,16 @@ impl StormReport {
         }
         t.row("time", format!("{:.1} ms", self.elapsed_ms));
         t.row("connections/ms", format!("{:.2}", self.connections_per_ms));
-        if let (Some(before), Some(after)) = (self.server_rss_before_bytes, self.server_rss_after_bytes) {
+        if let (Some(before), Some(after)) =
+            (self.server_rss_before_bytes, self.server_rss_after_bytes)
+        {
             t.row(
                 "server RSS",
-                format!("{} -> {}", crate::units::bytes(before), crate::units::bytes(after)),
+                format!(
+                    "{} -> {}",
+                    crate::units::bytes(before),
+                    crate::units::bytes(after)
+                ),
             );
             let per_mb = self
                 .connections_per_mb
@@ -145,7 +151,10 @@ impl EchoReport {
         let kind = if self.binary { "binary" } else { "text" };
         t.row(
             "setup",
-            format!("{} connections, {} B {kind}", self.connections, self.size_bytes),
+            format!(
+                "{} connections, {} B {kind}",
+                self.connections, self.size_bytes
+            ),
         );
         t.row("echoes", self.echoes.to_string());
         t.row("time", format!("{:.1} ms", self.elapsed_ms));
@@ -153,7 +162,10 @@ impl EchoReport {
         if let Some(l) = &self.latency_us {
             t.row(
                 "latency",
-                format!("p50 {} us, p90 {} us, p99 {} us, max {} us", l.p50, l.p90, l.p99, l.max),
+                format!(
+                    "p50 {} us, p90 {} us, p99 {} us, max {} us",
+                    l.p50, l.p90, l.p99, l.max
+                ),
             );
         }
         t.row("mismatches", self.mismatches.to_string());
@@ -207,7 +219,11 @@ impl ThroughputReport {
     /// Adds a round and updates the best and median figures.
     pub fn push(&mut self, seconds: f64) {
         let mb = self.size_bytes as f64 / 1e6;
-        let mb_per_s = if seconds > 0.0 { mb / seconds } else { f64::INFINITY };
+        let mb_per_s = if seconds > 0.0 {
+            mb / seconds
+        } else {
+            f64::INFINITY
+        };
         self.rounds.push(Round { seconds, mb_per_s });
         let mut rates: Vec<f64> = self.rounds.iter().map(|r| r.mb_per_s).collect();
         rates.sort_by(f64::total_cmp);
@@ -216,7 +232,14 @@ impl ThroughputReport {
     }
 
     fn rows(&self, t: &mut Table) {
-        t.row("size", format!("{} B ({})", self.size_bytes, crate::units::bytes(self.size_bytes)));
+        t.row(
+            "size",
+            format!(
+                "{} B ({})",
+                self.size_bytes,
+                crate::units::bytes(self.size_bytes)
+            ),
+        );
         for (i, r) in self.rounds.iter().enumerate() {
             t.row(
                 &format!("round {}", i + 1),
@@ -226,7 +249,10 @@ impl ThroughputReport {
         if !self.rounds.is_empty() {
             t.row(
                 "MB/s",
-                format!("best {:.1}, median {:.1}", self.best_mb_per_s, self.median_mb_per_s),
+                format!(
+                    "best {:.1}, median {:.1}",
+                    self.best_mb_per_s, self.median_mb_per_s
+                ),
             );
         }
         for f in &self.failures {

@@ -59,7 +59,8 @@ impl ServerChild {
     /// Starts `tern serve` on a free loopback port and waits for its
     /// listening line; returns the child and its URL.
     pub fn start() -> Result<(ServerChild, String), String> {
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find the tern binary: {e}"))?;
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find the tern binary: {e}"))?;
         let mut command = Command::new(exe);
         command
             .args(["serve", "--host", "127.0.0.1", "--port", "0"])
@@ -118,7 +119,10 @@ impl ServerChild {
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     // Give the stderr reader a moment to catch the reason.
                     std::thread::sleep(Duration::from_millis(100));
-                    return Err(format!("the server child exited before listening{}", guard.stderr_note()));
+                    return Err(format!(
+                        "the server child exited before listening{}",
+                        guard.stderr_note()
+                    ));
                 }
             };
             if let Some(url) = line.strip_prefix("tern serve: listening on ") {
@@ -234,7 +238,9 @@ fn load(plan: Plan) -> Report {
     let target = match Target::parse(&url) {
         Ok(t) => t,
         Err(e) => {
-            report.errors.push(format!("the server child printed a bad url {url:?}: {e}"));
+            report
+                .errors
+                .push(format!("the server child printed a bad url {url:?}: {e}"));
             return report;
         }
     };
@@ -253,7 +259,10 @@ fn load(plan: Plan) -> Report {
         }
     };
     let phase = status.clone();
-    client.set_progress(Duration::from_millis(100), Box::new(move |line| phase.set_phase(line)));
+    client.set_progress(
+        Duration::from_millis(100),
+        Box::new(move |line| phase.set_phase(line)),
+    );
 
     // Phase 1: the storm, between two readings of the server's memory.
     let baseline = procfs::rss_bytes(pid);
@@ -263,7 +272,9 @@ fn load(plan: Plan) -> Report {
     let mut storm = client.open(args.connections, 1000, args.timeout);
     match (baseline, procfs::rss_bytes(pid)) {
         (Ok(before), Ok(after)) => storm.set_rss(before, after),
-        (Err(e), _) | (_, Err(e)) => report.errors.push(format!("cannot read the server's RSS: {e}")),
+        (Err(e), _) | (_, Err(e)) => report
+            .errors
+            .push(format!("cannot read the server's RSS: {e}")),
     }
     let storm_note = format!(
         "storm: {} opened, {:.2} conn/ms",
@@ -302,12 +313,14 @@ fn load(plan: Plan) -> Report {
     status.set_phase(format!("closing connections | {storm_note}"));
     let left = client.close(Duration::from_secs(3));
     if left > 0 {
-        report
-            .errors
-            .push(format!("{left} connections did not finish their close handshake in time"));
+        report.errors.push(format!(
+            "{left} connections did not finish their close handshake in time"
+        ));
     }
     for (reason, n) in client.dropped() {
-        report.errors.push(format!("{n} connections dropped: {reason}"));
+        report
+            .errors
+            .push(format!("{n} connections dropped: {reason}"));
     }
     status.set_phase(format!("done | {storm_note}"));
     report
@@ -399,7 +412,9 @@ pub fn run(args: RunArgs) -> Outcome {
     }
     match child.stop() {
         Ok(status) if status.success() => {}
-        Ok(status) => report.errors.push(format!("the server child exited with {status}")),
+        Ok(status) => report
+            .errors
+            .push(format!("the server child exited with {status}")),
         Err(e) => report.errors.push(e),
     }
     report.interrupted = stop.load(Ordering::Relaxed);

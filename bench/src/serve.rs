@@ -82,7 +82,8 @@ pub fn serve(options: &ServeOptions) -> Result<(), String> {
             .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     }
 
-    let server = Server::start(config, |_| Echo).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let server =
+        Server::start(config, |_| Echo).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let bound = server.local_addr();
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "tern serve: listening on ws://{bound}")

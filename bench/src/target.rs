@@ -40,7 +40,9 @@ pub enum TargetError {
 impl fmt::Display for TargetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TargetError::Tls => f.write_str("wss:// needs TLS, which tern does not support; use ws://"),
+            TargetError::Tls => {
+                f.write_str("wss:// needs TLS, which tern does not support; use ws://")
+            }
             TargetError::Scheme => f.write_str("url must start with ws://"),
             TargetError::MissingHost => f.write_str("url has no host"),
             TargetError::BadPort(p) => write!(f, "port {p:?} is not a number from 1 to 65535"),
@@ -163,13 +165,34 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused() {
-        assert!(matches!(Target::parse("wss://127.0.0.1:1"), Err(TargetError::Tls)));
-        assert!(matches!(Target::parse("http://127.0.0.1"), Err(TargetError::Scheme)));
-        assert!(matches!(Target::parse("ws://:80"), Err(TargetError::MissingHost)));
-        assert!(matches!(Target::parse("ws://127.0.0.1:0"), Err(TargetError::BadPort(_))));
-        assert!(matches!(Target::parse("ws://127.0.0.1:99999"), Err(TargetError::BadPort(_))));
-        assert!(matches!(Target::parse("ws://[::1"), Err(TargetError::MissingHost)));
-        assert!(matches!(Target::parse("ws://u:p@127.0.0.1"), Err(TargetError::Credentials)));
+        assert!(matches!(
+            Target::parse("wss://127.0.0.1:1"),
+            Err(TargetError::Tls)
+        ));
+        assert!(matches!(
+            Target::parse("http://127.0.0.1"),
+            Err(TargetError::Scheme)
+        ));
+        assert!(matches!(
+            Target::parse("ws://:80"),
+            Err(TargetError::MissingHost)
+        ));
+        assert!(matches!(
+            Target::parse("ws://127.0.0.1:0"),
+            Err(TargetError::BadPort(_))
+        ));
+        assert!(matches!(
+            Target::parse("ws://127.0.0.1:99999"),
+            Err(TargetError::BadPort(_))
+        ));
+        assert!(matches!(
+            Target::parse("ws://[::1"),
+            Err(TargetError::MissingHost)
+        ));
+        assert!(matches!(
+            Target::parse("ws://u:p@127.0.0.1"),
+            Err(TargetError::Credentials)
+        ));
         let tls = Target::parse("WSS://x").unwrap_err().to_string();
         assert!(tls.contains("TLS"), "{tls}");
     }

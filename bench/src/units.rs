@@ -100,7 +100,9 @@ mod tests {
     fn bad_sizes_are_refused() {
         assert!(parse_size("").is_err());
         assert!(parse_size("MB").is_err());
-        assert!(parse_size("10XB").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("10XB")
+            .unwrap_err()
+            .contains("unknown size unit"));
         assert!(parse_size("99999999999999999999").is_err());
         assert!(parse_size("99999999999GiB").is_err());
         assert!(parse_size("-5").is_err());

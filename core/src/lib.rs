@@ -29,6 +29,38 @@
 //!   status the RFC asks for, written to `out`, and the call returns an
 //!   [`Error`] that names the problem.
 //!
+//! # A client and a server in a few lines
+//!
+//! Two connections talk through plain byte vectors: whatever one appends to
+//! its `out` is the other's input.
+//!
+//! ```
+//! use tern_core::{ClientRequest, Config, Connection, Event, Input, Message};
+//!
+//! let config = Config::default();
+//! let request = ClientRequest { host: "example.test", path: "/", protocols: &[] };
+//! let (mut to_server, mut to_client) = (Vec::new(), Vec::new());
+//! let mut client = Connection::client(&request, 42, &mut to_server);
+//! let mut server = Connection::server();
+//!
+//! // The server reads the request and answers 101.
+//! let mut input = Input::new(&mut to_server);
+//! assert_eq!(server.poll_event(&config, &mut input, &mut to_client), Ok(Some(Event::Open)));
+//! assert_eq!(server.poll_event(&config, &mut input, &mut to_client), Ok(None));
+//!
+//! // The client reads the 101, then sends a masked text frame.
+//! let mut input = Input::new(&mut to_client);
+//! let mut to_server = Vec::new();
+//! assert_eq!(client.poll_event(&config, &mut input, &mut to_server), Ok(Some(Event::Open)));
+//! client.send_text("hello", &mut to_server).unwrap();
+//!
+//! // The server unmasks it in place and sees the message.
+//! let mut to_client = Vec::new();
+//! let mut input = Input::new(&mut to_server);
+//! let event = server.poll_event(&config, &mut input, &mut to_client).unwrap();
+//! assert_eq!(event, Some(Event::Message(Message::Text("hello".into()))));
+//! ```
+//!
 //! The [`runtime`] module drives many connections over any [`Transport`]
 //! (kernel sockets, a userspace TCP/IP stack, an in-memory pipe) and calls an
 //! application [`Handler`], so that one application runs on every transport.

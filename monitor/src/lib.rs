@@ -29,7 +29,17 @@
 //! ```
 //!
 //! Figures are derived from samples taken once per tick, so their timing is
-//! only as fine as the tick (250 ms by default).
+//! only as fine as the tick (250 ms by default). The live tiles show rates
+//! and latency percentiles over the trailing second; the [`Summary`] covers
+//! the whole run. Memory figures are per MiB (2^20 bytes), throughput in MB
+//! (10^6 bytes).
+//!
+//! While the TUI runs it owns the terminal: nothing else in the process may
+//! write to stdout or stderr, or the output lands in the middle of the
+//! dashboard. A panic on any thread restores the terminal before its message
+//! is printed.
+
+#![warn(missing_docs)]
 
 mod format;
 mod histogram;

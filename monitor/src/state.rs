@@ -83,39 +83,88 @@ pub(crate) struct Live {
     pub cpu: Option<f64>,
 }
 
+/// A sample of one counter: `(seconds, value)`.
+type Point = (f64, u64);
+
 /// The span over which a cumulative counter kept rising.
+///
+/// Samples only bracket the true start and end: the counter started rising
+/// somewhere within the first interval that shows growth, and stopped
+/// somewhere within the last. How far into the bracket is estimated from
+/// the neighbouring interval's rate (growth in the bracket divided by that
+/// rate is the time it was active there); without a usable neighbour the
+/// middle of the bracket is taken. A counter still rising at the latest
+/// sample ends at that sample.
 #[derive(Clone, Debug, Default)]
 struct Activity {
-    /// The last sample before the first rise.
-    start: Option<(f64, u64)>,
-    /// The sample of the latest rise.
-    end: Option<(f64, u64)>,
-    last: Option<(f64, u64)>,
+    /// `[before, first rise]`, then the sample after the first rise.
+    start: Option<([Point; 2], Option<Point>)>,
+    /// The sample before `[before, latest rise]`, then that bracket.
+    end: Option<(Option<Point>, [Point; 2])>,
+    /// The latest two samples, newest last.
+    prev: Option<Point>,
+    last: Option<Point>,
     /// Highest rate per second over a full window.
     peak: Option<f64>,
 }
 
+/// How long a counter was active within an interval that grew by `grew`,
+/// going by a neighbouring interval's growth and length; `None` if that
+/// neighbour says nothing.
+fn active_time(grew: u64, neighbour: (Point, Point), bracket: f64) -> Option<f64> {
+    let ((t0, v0), (t1, v1)) = neighbour;
+    if v1 <= v0 || t1 <= t0 {
+        return None;
+    }
+    let rate = (v1 - v0) as f64 / (t1 - t0);
+    Some((grew as f64 / rate).min(bracket))
+}
+
 impl Activity {
     fn observe(&mut self, t: f64, v: u64) {
-        if let Some((lt, lv)) = self.last {
-            if v > lv {
-                self.start.get_or_insert((lt, lv));
-                self.end = Some((t, v));
-            }
+        if let Some(([_, first], next @ None)) = &mut self.start {
+            *next = Some((t, v)).filter(|_| self.last == Some(*first));
         }
+        if let Some(last) = self.last.filter(|&(_, lv)| v > lv) {
+            self.start.get_or_insert(([last, (t, v)], None));
+            self.end = Some((self.prev, [last, (t, v)]));
+        }
+        self.prev = self.last;
         self.last = Some((t, v));
+    }
+
+    /// Average rate per second while active.
+    fn average_per_s(&self) -> Option<f64> {
+        let ([(s0, from), (s1, v1)], next) = self.start?;
+        let (before, [(e0, ve0), (e1, to)]) = self.end?;
+
+        let start = next
+            .and_then(|n| active_time(v1 - from, ((s1, v1), n), s1 - s0))
+            .map_or((s0 + s1) / 2.0, |active| s1 - active);
+        let still_rising = self.last.is_some_and(|(t, _)| t == e1);
+        let end = if still_rising {
+            e1
+        } else {
+            before
+                .and_then(|b| active_time(to - ve0, (b, (e0, ve0)), e1 - e0))
+                .map_or((e0 + e1) / 2.0, |active| e0 + active)
+        };
+
+        let mut span = end - start;
+        if span <= 0.0 {
+            // All of it happened between two samples.
+            span = e1 - s0;
+        }
+        (span > 0.0).then(|| (to - from) as f64 / span)
     }
 
     fn peak(&mut self, rate: f64) {
         self.peak = Some(self.peak.map_or(rate, |p| p.max(rate)));
     }
 
-    /// Average rate per second while active, and the peak, times `factor`.
+    /// Average and peak rate per second, times `factor`.
     fn average(&self, factor: f64) -> Average {
-        let avg = match (self.start, self.end) {
-            (Some((st, sv)), Some((et, ev))) if et > st => Some((ev - sv) as f64 / (et - st)),
-            _ => None,
-        };
+        let avg = self.average_per_s();
         Average {
             average: avg.map(|v| v * factor),
             peak: self.peak.or(avg).map(|v| v * factor),
@@ -371,7 +420,7 @@ pub(crate) mod tests {
         }
         let s = st.summary(false);
         assert_eq!(s.connections_opened, 5000);
-        // 5,000 connections between t = 1 and t = 4.
+        // 5,000 connections, rising from t = 1 to t = 4.
         let avg = s.conn_per_ms.average.unwrap();
         assert!((avg - 5.0 / 3.0).abs() < 1e-9, "{avg}");
         let peak = s.conn_per_ms.peak.unwrap();
@@ -379,11 +428,46 @@ pub(crate) mod tests {
         // 1 KiB per connection: 1,024 connections per MiB.
         assert!((s.conn_per_mib_at_peak_open.unwrap() - 1024.0).abs() < 1e-6);
         assert_eq!(s.open_connections_peak, 5000.0);
-        // Echoes: 20,000 per second from t = 4 to t = 6.
+        // Echoes: 40,000 from t = 4, still rising at t = 6.
         assert!((s.echoes_per_ms.average.unwrap() - 20.0).abs() < 1e-9);
         assert!((s.mb_per_s.average.unwrap() - 0.64).abs() < 1e-9);
         assert_eq!(s.latency_us, None);
         assert!(!s.interrupted);
+    }
+
+    #[test]
+    fn a_rate_still_rising_at_the_end_is_not_cut_short() {
+        let mut st = DashState::new("t");
+        for i in 0..=8u32 {
+            let t = f64::from(i) * 0.25;
+            st.update(t, "", &snap(0, 0.0, u64::from(i) * 250, 0, None));
+        }
+        // 1,000 echoes/s from t = 0, still going at t = 2.
+        let avg = st.summary(true).echoes_per_ms.average.unwrap();
+        assert!((avg - 1.0).abs() < 1e-9, "{avg}");
+    }
+
+    #[test]
+    fn partial_first_and_last_intervals_are_estimated_from_their_neighbours() {
+        let mut st = DashState::new("t");
+        // 4,000 conn/s from t = 0.15 to t = 1.1, sampled every 0.25 s.
+        let opened = |t: f64| ((t.clamp(0.15, 1.1) - 0.15) * 4000.0).round() as u64;
+        for i in 0..=8u32 {
+            let t = f64::from(i) * 0.25;
+            st.update(t, "", &snap(opened(t), 0.0, 0, 0, None));
+        }
+        let avg = st.summary(false).conn_per_ms.average.unwrap();
+        assert!((avg - 4.0).abs() < 1e-9, "{avg}");
+    }
+
+    #[test]
+    fn a_burst_within_one_tick_uses_the_whole_interval() {
+        let mut st = DashState::new("t");
+        st.update(0.0, "", &snap(0, 0.0, 0, 0, None));
+        st.update(0.25, "", &snap(500, 0.0, 0, 0, None));
+        st.update(0.5, "", &snap(500, 0.0, 0, 0, None));
+        let avg = st.summary(false).conn_per_ms.average.unwrap();
+        assert!((avg - 2.0).abs() < 1e-9, "{avg}");
     }
 
     #[test]

@@ -12,8 +12,9 @@ use crate::histogram::HistogramSummary;
 /// A rate averaged over the span where it was non-zero, and its peak.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Average {
-    /// Total growth divided by the time from the last sample before the
-    /// first rise to the sample of the latest rise; `None` if it never rose.
+    /// Total growth divided by the time it took; the start and end are each
+    /// taken midway between the samples that bracket them. `None` if the
+    /// figure never rose.
     pub average: Option<f64>,
     /// Highest rate over a trailing one-second window; the average when the
     /// run was too short for a full window.

@@ -24,6 +24,8 @@
 //! well-kept, minimal readiness layer the Rust ecosystem builds on, and it
 //! adds no buffering or allocation per registration.
 
+#![warn(missing_docs)]
+
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
