@@ -712,7 +712,9 @@ impl Plan {
                 usize::try_from(s).map_err(|_| format!("message size {s} does not fit in memory"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if connections == 0 || args.client_threads == 0 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = args.client_threads.unwrap_or(cores);
+        if connections == 0 || threads == 0 {
             return Err("--connections and --client-threads must be at least 1".to_string());
         }
         if bulk_sizes.iter().any(|&s| s == 0 || s > MAX_MESSAGE) || sizes.contains(&0) {
@@ -729,7 +731,7 @@ impl Plan {
             echo_time,
             sizes,
             bulk_sizes,
-            threads: args.client_threads,
+            threads,
             in_flight: args.in_flight.max(1),
             timeout,
             require_peers: args.require_peers || short,
@@ -1106,11 +1108,19 @@ fn size_label(bytes: u64) -> String {
     }
 }
 
-/// The table: one row per server, each figure with the server's CPU share.
+/// The table: one row per server, each figure with the server's CPU
+/// share; then tern against the raw limit, the versions and the problems.
 pub fn table(report: &CompareReport) -> String {
-    let Some(first) = report.servers.iter().find(|s| s.storm.is_some()) else {
-        return "tern compare: nothing was measured\n".to_string();
+    let mut out = match report.servers.iter().find(|s| s.storm.is_some()) {
+        Some(first) => figures(report, first),
+        None => "tern compare: nothing was measured\n".to_string(),
     };
+    footer(report, &mut out);
+    out
+}
+
+/// The rows of figures, with `first` (a measured row) setting the columns.
+fn figures(report: &CompareReport, first: &ServerResult) -> String {
     let mut header = vec![
         "server".to_string(),
         "conn/ms".to_string(),
@@ -1235,6 +1245,11 @@ pub fn table(report: &CompareReport) -> String {
             );
         }
     }
+    out
+}
+
+/// Versions of every server and the problems met.
+fn footer(report: &CompareReport, out: &mut String) {
     let _ = writeln!(out, "\nversions:");
     for s in &report.servers {
         let _ = writeln!(out, "  {}: {} [{}]", s.name, s.version, s.status);
@@ -1252,7 +1267,6 @@ pub fn table(report: &CompareReport) -> String {
             }
         }
     }
-    out
 }
 
 /// The first three fields of `/proc/loadavg`.

@@ -208,9 +208,9 @@ struct CompareArgs {
     /// Large message sizes, comma-separated (default 100MB,30MB).
     #[arg(long, value_delimiter = ',', value_parser = units::parse_size)]
     big: Option<Vec<u64>>,
-    /// Client threads making the load.
-    #[arg(long, default_value_t = 1)]
-    client_threads: usize,
+    /// Client threads making the load (default: one per core).
+    #[arg(long)]
+    client_threads: Option<usize>,
     /// Handshakes under way at once in the storm (all threads together).
     #[arg(long, default_value_t = 1000)]
     in_flight: u64,
