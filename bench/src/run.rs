@@ -456,12 +456,10 @@ fn watch(
     while !finished() {
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The run's own report, printed by the caller, holds the exact
+    // per-phase figures; the dashboard's sampled summary would repeat them
+    // less precisely, so it is not printed.
     match outcome {
-        Ok(summary) if !json && mode == Mode::Tui => {
-            print!("{}", summary.table());
-            println!();
-            None
-        }
         Ok(_) => None,
         Err(e) => Some(format!("dashboard failed: {e}")),
     }

@@ -131,6 +131,7 @@ impl Transport for PipeTransport {
                 token: Token::Listener,
                 readable: true,
                 writable: false,
+                hangup: false,
             });
         }
         // Level-triggered: every ready stream is reported on every poll,
@@ -144,6 +145,7 @@ impl Transport for PipeTransport {
                     token: Token::Stream(key),
                     readable,
                     writable,
+                    hangup: incoming.closed,
                 });
             }
         }

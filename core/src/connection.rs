@@ -175,6 +175,10 @@ impl<'a> Input<'a> {
 
 /// Set in [`Connection::flags`] once this end wrote its close frame.
 const CLOSE_SENT: u8 = 1;
+
+/// Frames with payloads at least this large are encoded straight into the
+/// connection's output queue instead of the caller's `out`.
+pub const DIRECT_QUEUE_MIN: usize = 64 * 1024;
 /// Set in [`Connection::flags`] once the peer's close frame arrived.
 const CLOSE_RECEIVED: u8 = 2;
 
@@ -454,16 +458,9 @@ impl Connection {
         if bytes.is_empty() {
             return;
         }
-        let t = self.transient();
-
-        // Compact once the sent part is at least half the buffer: each
-        // byte is moved at most once per byte sent, so queueing stays
-        // linear.
-        if t.queue_start > 0 && t.queue_start >= t.queue.len() / 2 {
-            t.queue.drain(..t.queue_start);
-            t.queue_start = 0;
-        }
-        t.queue.extend_from_slice(bytes);
+        // Compacting once the sent part is at least half the buffer moves
+        // each byte at most once per byte sent, so queueing stays linear.
+        self.queue_buffer().extend_from_slice(bytes);
     }
 
     /// Drops the first `n` queued bytes once the transport took them; frees
@@ -950,13 +947,34 @@ impl Connection {
             len: payload.len() as u64,
         };
 
-        out.reserve(MAX_HEADER_LEN + payload.len());
-        out.extend_from_slice(header.encode().as_bytes());
-        let start = out.len();
-        out.extend_from_slice(payload);
+        // A large frame skips `out`: copied there, most of it would be
+        // copied again into the queue once the transport took its fill,
+        // so it goes straight into the queue, behind what `out` already
+        // holds (which moves there first to keep the order).
+        let target = if payload.len() >= DIRECT_QUEUE_MIN {
+            self.queue(out);
+            out.clear();
+            self.queue_buffer()
+        } else {
+            out
+        };
+        target.reserve(MAX_HEADER_LEN + payload.len());
+        target.extend_from_slice(header.encode().as_bytes());
+        let start = target.len();
+        target.extend_from_slice(payload);
         if let Some(key) = mask {
-            apply_mask(&mut out[start..], key, 0);
+            apply_mask(&mut target[start..], key, 0);
         }
+    }
+
+    /// The output queue, compacted so it can grow at its end.
+    fn queue_buffer(&mut self) -> &mut Vec<u8> {
+        let t = self.transient();
+        if t.queue_start > 0 && t.queue_start >= t.queue.len() / 2 {
+            t.queue.drain(..t.queue_start);
+            t.queue_start = 0;
+        }
+        &mut t.queue
     }
 
     /// The transient state, created if absent.

@@ -20,9 +20,15 @@
 //!   into the connection, which allocates only while something is partial.
 //! - **Output**: everything the connection wants to transmit (the handshake
 //!   answer, frames, automatic pongs and close replies) is appended to an
-//!   `out: &mut Vec<u8>` the caller owns. Whatever the transport did not
-//!   accept is handed back with [`Connection::queue`] and drained with
-//!   [`Connection::queued`] / [`Connection::advance_queued`].
+//!   `out: &mut Vec<u8>` the caller owns, which holds output of this one
+//!   connection. Whatever the transport did not accept is handed back with
+//!   [`Connection::queue`] and drained with [`Connection::queued`] /
+//!   [`Connection::advance_queued`]. Frames of
+//!   [`DIRECT_QUEUE_MIN`](connection::DIRECT_QUEUE_MIN) bytes or more are
+//!   encoded straight into that queue (what `out` held moves there first,
+//!   to keep the order), which saves copying them twice. So after each
+//!   call: if the queue is empty, write `out`; otherwise move `out` behind
+//!   the queue with [`Connection::queue`] and write the queue.
 //! - **Time**: the engine needs none. Deadlines (handshake, idle) are kept by
 //!   the [`runtime`], which reads the clock through its [`Transport`].
 //! - **Errors**: a peer that breaks the protocol gets the close code or HTTP

@@ -390,7 +390,7 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
                         self.on_writable(key);
                     }
                     if readiness.readable {
-                        self.on_readable(key);
+                        self.on_readable(key, readiness.hangup);
                     }
                 }
                 Token::Waker => {}
@@ -498,7 +498,10 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
         self.push_deadline(key, serial);
     }
 
-    fn on_readable(&mut self, key: usize) {
+    /// Reads connection `key` until a read leaves its buffer unfilled
+    /// (everything waiting was taken: a syscall that would only say "would
+    /// block" is saved) or, after a `hangup`, until the end of the stream.
+    fn on_readable(&mut self, key: usize, hangup: bool) {
         loop {
             let Some(slot) = self.slots.get_mut(key) else {
                 return;
@@ -510,7 +513,8 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             let read = self.transport.read(&mut slot.stream, &mut self.read_buf);
             match read {
                 Ok(Io::Done(n)) => {
-                    if !self.handle_input(key, n) {
+                    let drained = n < self.read_buf.len() && !hangup;
+                    if !self.handle_input(key, n) || drained {
                         return;
                     }
                 }
@@ -594,22 +598,10 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
     }
 
     fn on_writable(&mut self, key: usize) {
-        let Some(slot) = self.slots.get_mut(key) else {
+        if !self.write_queued(key) {
             return;
-        };
-        while !slot.conn.queued().is_empty() {
-            match self
-                .transport
-                .write(&mut slot.stream, &[slot.conn.queued()])
-            {
-                Ok(Io::Done(n)) => slot.conn.advance_queued(n),
-                Ok(Io::WouldBlock | Io::Closed) => return,
-                Err(e) => {
-                    self.end(key, Ended::Transport(&e));
-                    return;
-                }
-            }
         }
+        let slot = &mut self.slots[key];
         if slot.writable {
             slot.writable = false;
             if let Err(e) = self.transport.set_writable(&mut slot.stream, key, false) {
@@ -622,43 +614,73 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
         }
     }
 
-    /// Transmits the shared output buffer for connection `key`: straight to
-    /// the transport when nothing is queued before it, into the
-    /// connection's queue otherwise (and for whatever the transport did not
-    /// take), with writable interest on while anything is queued.
-    fn flush(&mut self, key: usize) {
-        if self.out.is_empty() {
-            return;
+    /// Writes connection `key`'s queue until it is empty or the transport
+    /// takes no more. Returns whether the queue is empty; `false` also when
+    /// the connection ended on a transport error.
+    fn write_queued(&mut self, key: usize) -> bool {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return false;
+        };
+        while !slot.conn.queued().is_empty() {
+            match self
+                .transport
+                .write(&mut slot.stream, &[slot.conn.queued()])
+            {
+                Ok(Io::Done(n)) => slot.conn.advance_queued(n),
+                Ok(Io::WouldBlock | Io::Closed) => return false,
+                Err(e) => {
+                    self.end(key, Ended::Transport(&e));
+                    return false;
+                }
+            }
         }
+        true
+    }
+
+    /// Transmits what connection `key` produced: the shared output buffer
+    /// straight to the transport when nothing is queued before it (into
+    /// the connection's queue otherwise, and for whatever the transport did
+    /// not take), then the queue itself, which large frames are encoded
+    /// into directly. Writable interest is on while anything stays queued.
+    fn flush(&mut self, key: usize) {
         let Some(slot) = self.slots.get_mut(key) else {
             self.clear_out();
             return;
         };
-
-        let mut written = 0;
-        if slot.conn.queued().is_empty() {
-            match self.transport.write(&mut slot.stream, &[&self.out]) {
-                Ok(Io::Done(n)) => written = n,
-                Ok(Io::WouldBlock | Io::Closed) => {}
-                Err(e) => {
-                    self.clear_out();
-                    self.end(key, Ended::Transport(&e));
-                    return;
+        if !self.out.is_empty() {
+            let mut written = 0;
+            if slot.conn.queued().is_empty() {
+                match self.transport.write(&mut slot.stream, &[&self.out]) {
+                    Ok(Io::Done(n)) => written = n,
+                    Ok(Io::WouldBlock | Io::Closed) => {}
+                    Err(e) => {
+                        self.clear_out();
+                        self.end(key, Ended::Transport(&e));
+                        return;
+                    }
                 }
             }
-        }
-        if written < self.out.len() {
             slot.conn.queue(&self.out[written..]);
-            if !slot.writable {
-                slot.writable = true;
-                if let Err(e) = self.transport.set_writable(&mut slot.stream, key, true) {
-                    self.clear_out();
-                    self.end(key, Ended::Transport(&e));
-                    return;
-                }
-            }
+            self.clear_out();
         }
-        self.clear_out();
+
+        // While writable interest is on, the queue is drained when the
+        // stream is writable; otherwise it holds a fresh large frame (or
+        // the rest of `out`), worth one direct attempt now.
+        let slot = &mut self.slots[key];
+        if slot.writable || slot.conn.queued().is_empty() {
+            return;
+        }
+        if self.write_queued(key) {
+            return;
+        }
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        slot.writable = true;
+        if let Err(e) = self.transport.set_writable(&mut slot.stream, key, true) {
+            self.end(key, Ended::Transport(&e));
+        }
     }
 
     fn clear_out(&mut self) {

@@ -7,9 +7,12 @@
 //! # Rules a transport keeps
 //!
 //! - **Edge-triggered readiness.** [`Transport::poll`] reports a stream as
-//!   readable or writable once per change; the runtime then reads (or
-//!   writes) until [`Io::WouldBlock`]. A transport whose backend is level
-//!   triggered may report more often; that is only wasted work.
+//!   readable or writable once per change (new bytes, room to write, the
+//!   end of the stream). The runtime then writes until [`Io::WouldBlock`],
+//!   and reads until a read does not fill its buffer (all that was waiting
+//!   is taken; bytes that arrive later are a new change) or, when
+//!   [`Readiness::hangup`] is set, until the end. A transport whose backend
+//!   is level triggered may report more often; that is only wasted work.
 //! - **Partial writes.** [`Transport::write`] takes what it can and says how
 //!   much; the runtime keeps the rest and asks for writable interest.
 //! - **Writable interest only while needed.** [`Transport::set_writable`]
@@ -47,6 +50,12 @@ pub struct Readiness {
     pub readable: bool,
     /// Bytes can be written.
     pub writable: bool,
+    /// The peer ended the stream or it failed. Without this flag the loop
+    /// takes a read that did not fill its buffer as "nothing more waits"
+    /// and stops reading until the next report; with it, the loop reads
+    /// on until it sees the end (or the error). A transport that cannot
+    /// tell sets it whenever `readable` is set.
+    pub hangup: bool,
 }
 
 /// The outcome of a read or write that did not fail.

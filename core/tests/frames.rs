@@ -575,7 +575,10 @@ fn server_frames_have_exact_bytes_for_each_length_form() {
     for (len, header) in cases {
         let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
         let mut out = Vec::new();
-        server().send_binary(&payload, &mut out).unwrap();
+        let mut s = server();
+        s.send_binary(&payload, &mut out).unwrap();
+        // Large frames are encoded into the queue instead of `out`.
+        out.extend_from_slice(s.queued());
         let mut want = header.to_vec();
         want.extend(&payload);
         assert_eq!(out, want, "len {len}");
@@ -586,6 +589,25 @@ fn server_frames_have_exact_bytes_for_each_length_form() {
     let mut out = Vec::new();
     server().send_ping(b"p", &mut out).unwrap();
     assert_eq!(out, [0x89, 0x01, b'p']);
+}
+
+#[test]
+fn large_frames_go_to_the_queue_behind_earlier_output() {
+    let mut s = server();
+    let mut out = Vec::new();
+    s.send_text("first", &mut out).unwrap();
+    let big = vec![7u8; tern_core::connection::DIRECT_QUEUE_MIN];
+    s.send_binary(&big, &mut out).unwrap();
+    s.send_text("last", &mut out).unwrap();
+
+    // `out` moved into the queue ahead of the large frame; later small
+    // frames go to `out` again, to be written after the queue.
+    assert_eq!(out, [0x81, 0x04, b'l', b'a', b's', b't']);
+    let queued = s.queued();
+    assert_eq!(&queued[..7], [0x81, 0x05, b'f', b'i', b'r', b's', b't']);
+    assert_eq!(&queued[7..17], [0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]);
+    assert_eq!(queued.len(), 17 + big.len());
+    assert!(queued[17..].iter().all(|&b| b == 7));
 }
 
 #[test]
@@ -603,6 +625,8 @@ fn client_frames_have_exact_bytes_for_each_length_form() {
         let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
         let mut out = Vec::new();
         c.send_binary(&payload, &mut out).unwrap();
+        out.extend_from_slice(c.queued());
+        c.advance_queued(c.queued().len());
 
         // The header, then the key this frame drew, then the payload
         // masked with it.

@@ -161,6 +161,7 @@ impl Transport for MioTransport {
                 token,
                 readable: event.is_readable() || event.is_read_closed() || event.is_error(),
                 writable: event.is_writable() || event.is_write_closed(),
+                hangup: event.is_read_closed() || event.is_error(),
             }
         }));
         Ok(())

@@ -156,6 +156,15 @@ pub fn binary(b: &[u8]) -> Event<'static> {
     Event::Message(Message::Binary(b.to_vec().into()))
 }
 
+/// Everything `conn` has to send, in wire order: its queue (where large
+/// frames are encoded), then `out`.
+pub fn take_output(conn: &mut Connection, out: &mut Vec<u8>) -> Vec<u8> {
+    let mut bytes = conn.queued().to_vec();
+    conn.advance_queued(bytes.len());
+    bytes.append(out);
+    bytes
+}
+
 /// An in-memory client/server pair with one output buffer per side,
 /// stepped by hand: nothing moves until [`Pair::deliver_to_server`] or
 /// [`Pair::deliver_to_client`] delivers it.
@@ -181,7 +190,7 @@ impl Pair {
 
     /// Moves everything the client wrote into the server's input.
     pub fn deliver_to_server(&mut self) -> Fed {
-        let bytes = std::mem::take(&mut self.client_out);
+        let bytes = take_output(&mut self.client, &mut self.client_out);
         let fed = feed(&mut self.server, &self.config, &bytes);
         self.server_out.extend_from_slice(&fed.out);
         fed
@@ -189,7 +198,7 @@ impl Pair {
 
     /// Moves everything the server wrote into the client's input.
     pub fn deliver_to_client(&mut self) -> Fed {
-        let bytes = std::mem::take(&mut self.server_out);
+        let bytes = take_output(&mut self.server, &mut self.server_out);
         let fed = feed(&mut self.client, &self.config, &bytes);
         self.client_out.extend_from_slice(&fed.out);
         fed
