@@ -571,18 +571,36 @@ impl CpuSampler {
         CpuSampler { pid, last: None }
     }
 
-    /// Percent of one core since the previous call (`None` on the first).
-    fn sample(&mut self) -> Option<f64> {
+    /// CPU used since the previous call (`None` on the first).
+    fn sample(&mut self) -> Option<Cpu> {
         let now = (cpu_ns(self.pid)?, Instant::now());
         let (ns, at) = self.last.replace(now)?;
         let wall = now.1.duration_since(at).as_nanos() as f64;
-        (wall > 0.0).then(|| 100.0 * now.0.saturating_sub(ns) as f64 / wall)
+        let used = now.0.saturating_sub(ns);
+        (wall > 0.0).then(|| Cpu {
+            pct: 100.0 * used as f64 / wall,
+            ns: used,
+        })
     }
 }
 
-/// A phase's CPU share of the server, in percent of one core.
-fn cpu_of(sampler: &mut Option<CpuSampler>) -> Option<f64> {
+/// The server's CPU over one phase.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Cpu {
+    /// Percent of one core.
+    pct: f64,
+    /// CPU time, in nanoseconds.
+    ns: u64,
+}
+
+/// A phase's CPU use by the server.
+fn cpu_of(sampler: &mut Option<CpuSampler>) -> Option<Cpu> {
     sampler.as_mut().and_then(CpuSampler::sample)
+}
+
+/// CPU time per event, in nanoseconds.
+fn per_event(cpu: Option<Cpu>, events: u64) -> Option<f64> {
+    (events > 0).then_some(cpu?.ns as f64 / events as f64)
 }
 
 /// Phase 1 as measured, with the server's share of CPU.
@@ -594,6 +612,8 @@ pub struct StormResult {
     pub bytes_per_connection: Option<f64>,
     /// Server CPU over the phase, in percent of one core.
     pub server_cpu_pct: Option<f64>,
+    /// Server CPU time per connection opened, in nanoseconds.
+    pub server_cpu_ns_per_connection: Option<f64>,
 }
 
 /// Phase 2 at one message size.
@@ -603,6 +623,17 @@ pub struct EchoResult {
     pub report: EchoReport,
     /// Server CPU over the phase, in percent of one core.
     pub server_cpu_pct: Option<f64>,
+    /// Server CPU time per echo, in nanoseconds.
+    pub server_cpu_ns_per_echo: Option<f64>,
+}
+
+/// One point of the cost curve: echoes on every one of `connections`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CurvePoint {
+    /// Connections open, all of them echoing.
+    pub connections: u64,
+    /// The echoes.
+    pub echo: EchoResult,
 }
 
 /// Phase 3 at one message size.
@@ -646,6 +677,8 @@ pub struct ServerResult {
     pub echo: Vec<EchoResult>,
     /// Phase 3, one per message size.
     pub bulk: Vec<BulkResult>,
+    /// Cost per echo by number of connections (`--curve`).
+    pub curve: Vec<CurvePoint>,
     /// For tern: its figures against the raw-TCP limit.
     pub of_raw: Option<OfRaw>,
 }
@@ -687,6 +720,7 @@ struct Plan {
     timeout: Duration,
     require_peers: bool,
     peers: PathBuf,
+    curve: Vec<u64>,
 }
 
 impl Plan {
@@ -714,7 +748,21 @@ impl Plan {
             .collect::<Result<Vec<_>, _>>()?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = args.client_threads.unwrap_or(cores);
-        if connections == 0 || threads == 0 {
+        // Servers inherit this process's limit, raised here when it can be.
+        let most = args
+            .curve
+            .iter()
+            .flatten()
+            .chain([&connections])
+            .max()
+            .copied()
+            .unwrap_or(0);
+        let limit = limits::open_files_limit(most.saturating_add(limits::FD_MARGIN))
+            .map_err(|e| format!("cannot read the open-file limit: {e}"))?;
+        if let Err(e) = limits::check_fits(most, limit, "this process and each server") {
+            return Err(e.to_string());
+        }
+        if connections == 0 || threads == 0 || args.curve.iter().flatten().any(|&n| n == 0) {
             return Err("--connections and --client-threads must be at least 1".to_string());
         }
         if bulk_sizes.iter().any(|&s| s == 0 || s > MAX_MESSAGE) || sizes.contains(&0) {
@@ -735,6 +783,7 @@ impl Plan {
             in_flight: args.in_flight.max(1),
             timeout,
             require_peers: args.require_peers || short,
+            curve: args.curve.clone().unwrap_or_default(),
             peers: args
                 .peers_dir
                 .clone()
@@ -828,7 +877,101 @@ fn merge_echoes(parts: Vec<EchoReport>) -> EchoReport {
     all
 }
 
-/// Runs the three phases against one started (or external) server.
+/// Client threads for one server, each with its own source addresses.
+fn spawn_workers(
+    target: &Target,
+    raw: bool,
+    plan: &Plan,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<Worker>, String> {
+    (0..plan.threads)
+        .map(|t| {
+            let sources = plan.sources(t, target.is_loopback_v4());
+            Worker::spawn(target.clone(), sources, raw, Arc::clone(stop))
+        })
+        .collect()
+}
+
+/// Closes every connection of the workers and ends their threads.
+fn finish_workers(workers: Vec<Worker>) {
+    let closes = vec![Job::Close; workers.len()];
+    let _: Vec<Done> = run_all(&workers, &closes);
+    for w in workers {
+        drop(w.jobs);
+        let _ = w.handle.join();
+    }
+}
+
+/// Opens `n` connections over the workers.
+fn storm(workers: &[Worker], n: u64, plan: &Plan) -> StormReport {
+    let jobs: Vec<Job> = plan
+        .split(n)
+        .into_iter()
+        .map(|n| Job::Open {
+            n,
+            in_flight: plan.in_flight.div_ceil(plan.threads as u64),
+            timeout: plan.timeout,
+        })
+        .collect();
+    let parts = run_all(workers, &jobs).into_iter();
+    merge_storms(
+        parts
+            .filter_map(|d| if let Done::Open(r) = d { Some(r) } else { None })
+            .collect(),
+    )
+}
+
+/// Echoes `size` bytes on `n` of the workers' connections; `None` for
+/// `row` when all went well, or what went wrong.
+fn echo(
+    workers: &[Worker],
+    n: u64,
+    size: usize,
+    plan: &Plan,
+    sampler: &mut Option<CpuSampler>,
+) -> (EchoResult, Option<String>) {
+    cpu_of(sampler);
+    let jobs: Vec<Job> = plan
+        .split(n)
+        .into_iter()
+        .map(|count| Job::Echo {
+            count: count as usize,
+            size,
+            duration: plan.echo_time,
+            drain: plan.timeout.min(Duration::from_secs(10)),
+        })
+        .collect();
+    let parts = run_all(workers, &jobs).into_iter();
+    let cpu = cpu_of(sampler);
+    let report = merge_echoes(
+        parts
+            .filter_map(|d| if let Done::Echo(r) = d { Some(r) } else { None })
+            .collect(),
+    );
+    let problem = (!report.ok()).then(|| {
+        let errors: Vec<String> = report
+            .errors
+            .iter()
+            .map(|(r, n)| format!("{n} x {r}"))
+            .collect();
+        format!(
+            "echo {size} B on {n}: {} echoes, {} mismatches, {} unanswered {}",
+            report.echoes,
+            report.mismatches,
+            report.unanswered,
+            errors.join("; ")
+        )
+    });
+    let result = EchoResult {
+        server_cpu_pct: cpu.map(|c| c.pct),
+        server_cpu_ns_per_echo: per_event(cpu, report.echoes),
+        report,
+    };
+    (result, problem)
+}
+
+/// Runs the three phases (and the curve) against one started (or
+/// external) server.
 fn measure(
     kind: &Kind,
     target: &Target,
@@ -838,17 +981,10 @@ fn measure(
     row: &mut ServerResult,
 ) {
     let raw = matches!(kind, Kind::Raw(_));
-    let mut workers = Vec::new();
-    for t in 0..plan.threads {
-        let sources = plan.sources(t, target.is_loopback_v4());
-        match Worker::spawn(target.clone(), sources, raw, Arc::clone(stop)) {
-            Ok(w) => workers.push(w),
-            Err(e) => {
-                row.errors.push(e);
-                return;
-            }
-        }
-    }
+    let workers = match spawn_workers(target, raw, plan, stop) {
+        Ok(w) => w,
+        Err(e) => return row.errors.push(e),
+    };
     let mut sampler = pid.map(CpuSampler::new);
     let name = row.name.clone();
     let say = |what: String| eprintln!("tern compare: {name}: {what}");
@@ -857,41 +993,29 @@ fn measure(
     say(format!("connection storm of {}", plan.connections));
     let rss_before = pid.and_then(|p| procfs::rss_bytes(p).ok());
     cpu_of(&mut sampler);
-    let jobs: Vec<Job> = plan
-        .split(plan.connections)
-        .into_iter()
-        .map(|n| Job::Open {
-            n,
-            in_flight: plan.in_flight.div_ceil(plan.threads as u64),
-            timeout: plan.timeout,
-        })
-        .collect();
-    let storms = run_all(&workers, &jobs)
-        .into_iter()
-        .filter_map(|d| if let Done::Open(r) = d { Some(r) } else { None })
-        .collect();
-    let server_cpu_pct = cpu_of(&mut sampler);
-    let mut storm = merge_storms(storms);
+    let mut report = storm(&workers, plan.connections, plan);
+    let cpu = cpu_of(&mut sampler);
     let rss_after = pid.and_then(|p| procfs::rss_bytes(p).ok());
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
-        storm.set_rss(before, after);
+        report.set_rss(before, after);
     }
     let bytes_per_connection = match (rss_before, rss_after) {
-        (Some(b), Some(a)) if storm.opened > 0 => {
-            Some(a.saturating_sub(b) as f64 / storm.opened as f64)
+        (Some(b), Some(a)) if report.opened > 0 => {
+            Some(a.saturating_sub(b) as f64 / report.opened as f64)
         }
         _ => None,
     };
-    if !storm.ok() {
+    if !report.ok() {
         row.errors.push(format!(
             "storm: {} of {} opened",
-            storm.opened, storm.requested
+            report.opened, report.requested
         ));
     }
     row.storm = Some(StormResult {
-        report: storm,
+        server_cpu_pct: cpu.map(|c| c.pct),
+        server_cpu_ns_per_connection: per_event(cpu, report.opened),
+        report,
         bytes_per_connection,
-        server_cpu_pct,
     });
 
     // Phase 2: echoes at each size on the first connections of each thread.
@@ -903,40 +1027,9 @@ fn measure(
             "echo of {size} B on {} connections",
             plan.echo_connections
         ));
-        cpu_of(&mut sampler);
-        let jobs: Vec<Job> = plan
-            .split(plan.echo_connections)
-            .into_iter()
-            .map(|count| Job::Echo {
-                count: count as usize,
-                size,
-                duration: plan.echo_time,
-                drain: plan.timeout.min(Duration::from_secs(10)),
-            })
-            .collect();
-        let parts = run_all(&workers, &jobs)
-            .into_iter()
-            .filter_map(|d| if let Done::Echo(r) = d { Some(r) } else { None })
-            .collect();
-        let server_cpu_pct = cpu_of(&mut sampler);
-        let report = merge_echoes(parts);
-        if !report.ok() {
-            let errors: Vec<String> = report
-                .errors
-                .iter()
-                .map(|(r, n)| format!("{n} x {r}"))
-                .collect();
-            row.errors.push(format!(
-                "echo {size} B: {} mismatches, {} unanswered {}",
-                report.mismatches,
-                report.unanswered,
-                errors.join("; ")
-            ));
-        }
-        row.echo.push(EchoResult {
-            report,
-            server_cpu_pct,
-        });
+        let (result, problem) = echo(&workers, plan.echo_connections, size, plan, &mut sampler);
+        row.errors.extend(problem);
+        row.echo.push(result);
     }
 
     // Phase 3: one large message at a time, on the first thread.
@@ -954,7 +1047,7 @@ fn measure(
             Some(Done::Throughput(r)) => r,
             _ => ThroughputReport::default(),
         };
-        let server_cpu_pct = cpu_of(&mut sampler);
+        let server_cpu_pct = cpu_of(&mut sampler).map(|c| c.pct);
         if !report.ok() {
             row.errors
                 .push(format!("{size} B message: {}", report.failures.join("; ")));
@@ -964,12 +1057,33 @@ fn measure(
             server_cpu_pct,
         });
     }
+    finish_workers(workers);
 
-    let closes = vec![Job::Close; workers.len()];
-    let _: Vec<Done> = run_all(&workers, &closes);
-    for w in workers {
-        drop(w.jobs);
-        let _ = w.handle.join();
+    // The curve: fresh connections for each point, every one echoing.
+    let size = plan.sizes.first().copied().unwrap_or(20);
+    for &n in &plan.curve {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        say(format!("curve: echo of {size} B on all of {n} connections"));
+        let workers = match spawn_workers(target, raw, plan, stop) {
+            Ok(w) => w,
+            Err(e) => return row.errors.push(e),
+        };
+        let opened = storm(&workers, n, plan);
+        if !opened.ok() {
+            row.errors.push(format!(
+                "curve storm: {} of {} opened",
+                opened.opened, opened.requested
+            ));
+        }
+        let (echo, problem) = echo(&workers, n, size, plan, &mut sampler);
+        row.errors.extend(problem);
+        row.curve.push(CurvePoint {
+            connections: n,
+            echo,
+        });
+        finish_workers(workers);
     }
 }
 
@@ -1115,6 +1229,8 @@ pub fn table(report: &CompareReport) -> String {
         Some(first) => figures(report, first),
         None => "tern compare: nothing was measured\n".to_string(),
     };
+    costs(report, &mut out);
+    curve(report, &mut out);
     footer(report, &mut out);
     out
 }
@@ -1178,37 +1294,8 @@ fn figures(report: &CompareReport, first: &ServerResult) -> String {
         rows.push(r);
     }
 
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|v| v.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
     let mut out = String::new();
-    for (i, r) in rows.iter().enumerate() {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(c, v)| {
-                if c == 0 {
-                    format!("{v:<w$}", w = widths[c])
-                } else {
-                    format!("{v:>w$}", w = widths[c])
-                }
-            })
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-        if i == 0 {
-            let _ = writeln!(
-                out,
-                "{}",
-                "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
-            );
-        }
-    }
+    columns(&rows, &mut out);
     let _ = writeln!(
         out,
         "\n(N%) server CPU over the phase, 100% = one core; * below {SATURATED_PCT:.0}% of its cores: not saturated"
@@ -1246,6 +1333,109 @@ fn figures(report: &CompareReport, first: &ServerResult) -> String {
         }
     }
     out
+}
+
+/// Lays out `rows` (the first is the header) in aligned columns.
+fn columns(rows: &[Vec<String>], out: &mut String) {
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|v| v.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (i, r) in rows.iter().enumerate() {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(c, v)| {
+                if c == 0 {
+                    format!("{v:<w$}", w = widths[c])
+                } else {
+                    format!("{v:>w$}", w = widths[c])
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        if i == 0 {
+            let _ = writeln!(
+                out,
+                "{}",
+                "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
+            );
+        }
+    }
+}
+
+fn nanos(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.0}"))
+}
+
+/// The server's CPU time per event: steadier than rates on a busy machine.
+fn costs(report: &CompareReport, out: &mut String) {
+    let measured: Vec<&ServerResult> = report
+        .servers
+        .iter()
+        .filter(|s| s.storm.is_some())
+        .collect();
+    let Some(first) = measured.first() else {
+        return;
+    };
+    if first
+        .storm
+        .as_ref()
+        .is_none_or(|s| s.server_cpu_ns_per_connection.is_none())
+        && measured.len() == 1
+    {
+        return;
+    }
+    let mut header = vec!["server CPU per event".to_string(), "ns/conn".to_string()];
+    header.extend(
+        first
+            .echo
+            .iter()
+            .map(|e| format!("ns/echo {}", size_label(e.report.size_bytes))),
+    );
+    let mut rows = vec![header];
+    for s in &measured {
+        let mut r = vec![s.name.clone()];
+        r.push(nanos(
+            s.storm
+                .as_ref()
+                .and_then(|st| st.server_cpu_ns_per_connection),
+        ));
+        r.extend(s.echo.iter().map(|e| nanos(e.server_cpu_ns_per_echo)));
+        rows.push(r);
+    }
+    let _ = writeln!(out);
+    columns(&rows, out);
+}
+
+/// Echo rate and CPU per echo by number of connections.
+fn curve(report: &CompareReport, out: &mut String) {
+    let Some(first) = report.servers.iter().find(|s| !s.curve.is_empty()) else {
+        return;
+    };
+    let size = size_label(first.curve[0].echo.report.size_bytes);
+    let mut header = vec![format!("echo {size} by connections")];
+    header.extend(first.curve.iter().map(|p| p.connections.to_string()));
+    let mut rows = vec![header];
+    for s in report.servers.iter().filter(|s| !s.curve.is_empty()) {
+        let mut rate = vec![format!("{} echo/ms", s.name)];
+        let mut cost = vec![format!("{} ns/echo", s.name)];
+        for p in &s.curve {
+            let e = &p.echo;
+            let value = (e.report.echoes > 0).then(|| format!("{:.1}", e.report.echoes_per_ms));
+            rate.push(cell(value, e.server_cpu_pct, s.cores));
+            cost.push(nanos(e.server_cpu_ns_per_echo));
+        }
+        rows.push(rate);
+        rows.push(cost);
+    }
+    let _ = writeln!(out);
+    columns(&rows, out);
 }
 
 /// Versions of every server and the problems met.
@@ -1296,16 +1486,6 @@ pub fn compare(args: CompareArgs) -> Outcome {
     kinds.extend(args.url.iter().cloned().map(Kind::External));
     if kinds.is_empty() {
         return refuse("no server to measure".to_string());
-    }
-    if let Err(e) = limits::check_this_process(plan.connections) {
-        return refuse(e);
-    }
-    if let Err(e) = limits::check_fits(
-        plan.connections,
-        limits::open_files_limit(0).unwrap_or(0),
-        "each server",
-    ) {
-        return refuse(e.to_string());
     }
     let stop = crate::commands::stop_on_signals();
     let load_before = load_average();
@@ -1459,8 +1639,19 @@ mod tests {
         while start.elapsed() < Duration::from_millis(30) {
             x = std::hint::black_box(x.wrapping_mul(3));
         }
-        assert!(sampler.sample().is_some_and(|p| p > 0.0));
+        assert!(sampler.sample().is_some_and(|c| c.pct > 0.0 && c.ns > 0));
         assert!(cpu_ns(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn cost_per_event() {
+        let cpu = Some(Cpu {
+            pct: 50.0,
+            ns: 9_000,
+        });
+        assert_eq!(per_event(cpu, 3), Some(3_000.0));
+        assert_eq!(per_event(cpu, 0), None);
+        assert_eq!(per_event(None, 3), None);
     }
 
     #[test]

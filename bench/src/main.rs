@@ -217,6 +217,11 @@ struct CompareArgs {
     /// Limit for each phase (default 60s, 20s with --short).
     #[arg(long, value_parser = units::parse_duration)]
     timeout: Option<Duration>,
+    /// Also echo (first --sizes size) on all of N connections for each N
+    /// given, comma-separated, on fresh connections (e.g.
+    /// 1000,5000,10000,15000,19000): the cost curve.
+    #[arg(long, value_delimiter = ',')]
+    curve: Option<Vec<u64>>,
     /// Fail when a peer is not installed (implied by --short).
     #[arg(long)]
     require_peers: bool,

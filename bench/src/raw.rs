@@ -173,7 +173,7 @@ fn run_loop(listener: std::net::TcpListener, stop: &AtomicBool) -> io::Result<()
             let Some(conn) = conns.get_mut(key) else {
                 continue;
             };
-            if service(conn, &poll, key, &mut buf).is_err() {
+            if service(conn, &poll, key, &mut buf, event.is_read_closed()).is_err() {
                 let mut conn = conns.remove(key);
                 let _ = poll.registry().deregister(&mut conn.stream);
             }
@@ -218,18 +218,33 @@ fn accept_all(
     }
 }
 
-/// Reads until `WouldBlock`, echoing as it goes, and writes what is
-/// queued. An error or the peer's end of stream closes the connection.
+/// Reads until a read leaves the buffer unfilled (all that was waiting is
+/// taken; later bytes bring a new edge) or, after a `hangup`, until the
+/// end of the stream, echoing as it goes, and writes what is queued. An
+/// error or the peer's end of stream closes the connection. This is the
+/// read rule of tern's runtime, which saves the read that would only say
+/// `WouldBlock`.
 ///
 /// A peer that sends faster than it reads fills the queue; above
 /// [`MAX_QUEUED`] the connection is not read until the queue has drained
 /// (the writable edge that empties it brings the loop back here).
-fn service(conn: &mut ServerConn, poll: &Poll, key: usize, buf: &mut [u8]) -> io::Result<()> {
+fn service(
+    conn: &mut ServerConn,
+    poll: &Poll,
+    key: usize,
+    buf: &mut [u8],
+    hangup: bool,
+) -> io::Result<()> {
     conn.flush()?;
     while conn.queued() <= MAX_QUEUED {
         match conn.stream.read(buf) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => conn.received(&buf[..n])?,
+            Ok(n) => {
+                conn.received(&buf[..n])?;
+                if n < buf.len() && !hangup {
+                    break;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -445,16 +460,21 @@ impl RawClient {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(format!("client poll failed: {e}")),
         }
-        let keys: Vec<usize> = self.events.iter().map(|e| e.token().0).collect();
-        for key in keys {
-            if let Err(e) = self.service(key) {
+        let keys: Vec<(usize, bool)> = self
+            .events
+            .iter()
+            .map(|e| (e.token().0, e.is_read_closed()))
+            .collect();
+        for (key, hangup) in keys {
+            if let Err(e) = self.service(key, hangup) {
                 self.drop_conn(key, &e);
             }
         }
         Ok(())
     }
 
-    fn service(&mut self, key: usize) -> io::Result<()> {
+    /// Writes what waits, then reads by the server's rule (see [`service`]).
+    fn service(&mut self, key: usize, hangup: bool) -> io::Result<()> {
         let Some(conn) = self.conns.get_mut(key) else {
             return Ok(());
         };
@@ -477,6 +497,9 @@ impl RawClient {
                 Err(e) => return Err(e),
             };
             self.received(key, n)?;
+            if n < self.buf.len() && !hangup {
+                break;
+            }
         }
         let Some(conn) = self.conns.get_mut(key) else {
             return Ok(());

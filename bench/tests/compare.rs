@@ -40,6 +40,8 @@ fn compares_tern_with_the_raw_limit() {
             "2MB",
             "--client-threads",
             "2",
+            "--curve",
+            "20,60",
             "--json-out",
             &out_arg,
         ],
@@ -71,7 +73,13 @@ fn compares_tern_with_the_raw_limit() {
         let bulk = s["bulk"].as_array().unwrap();
         assert_eq!(bulk[0]["report"]["size_bytes"], 2_000_000);
         assert_eq!(bulk[0]["report"]["rounds"].as_array().unwrap().len(), 1);
+        let curve = s["curve"].as_array().unwrap();
+        assert_eq!(curve.len(), 2, "{s}");
+        assert_eq!(curve[1]["connections"], 60);
+        assert_eq!(curve[1]["echo"]["report"]["connections"], 60, "{s}");
+        assert!(curve[1]["echo"]["server_cpu_ns_per_echo"].as_f64().unwrap() > 0.0);
     }
+    assert!(table.contains("ns/echo"), "{table}");
     let of_raw = &servers[1]["of_raw"];
     assert_eq!(of_raw["raw"], "raw-tcp");
     assert!(of_raw["connections_per_ms_pct"].as_f64().unwrap() > 0.0);
