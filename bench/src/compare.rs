@@ -656,6 +656,11 @@ pub struct OfRaw {
     pub echoes_per_ms_pct: BTreeMap<u64, f64>,
     /// MB/s, by message size.
     pub mb_per_s_pct: BTreeMap<u64, f64>,
+    /// The raw server's CPU time per connection over tern's: 100% is as
+    /// cheap as the raw limit.
+    pub cpu_per_connection_pct: Option<f64>,
+    /// The same per echo, by message size.
+    pub cpu_per_echo_pct: BTreeMap<u64, f64>,
 }
 
 /// One server's row.
@@ -1184,9 +1189,20 @@ fn percent_of_raw(rows: &mut [ServerResult], kinds: &[Kind]) {
             of.connections_per_ms_pct =
                 pct(t.report.connections_per_ms, r.report.connections_per_ms);
         }
+        if let (Some(t), Some(r)) = (&row.storm, &raw.storm) {
+            let cost = t
+                .server_cpu_ns_per_connection
+                .zip(r.server_cpu_ns_per_connection);
+            of.cpu_per_connection_pct = cost.and_then(|(t, r)| pct(r, t));
+        }
         for (t, r) in row.echo.iter().zip(&raw.echo) {
+            let size = t.report.size_bytes;
             if let Some(p) = pct(t.report.echoes_per_ms, r.report.echoes_per_ms) {
-                of.echoes_per_ms_pct.insert(t.report.size_bytes, p);
+                of.echoes_per_ms_pct.insert(size, p);
+            }
+            let cost = t.server_cpu_ns_per_echo.zip(r.server_cpu_ns_per_echo);
+            if let Some(p) = cost.and_then(|(t, r)| pct(r, t)) {
+                of.cpu_per_echo_pct.insert(size, p);
             }
         }
         for (t, r) in row.bulk.iter().zip(&raw.bulk) {
@@ -1330,6 +1346,21 @@ fn figures(report: &CompareReport, first: &ServerResult) -> String {
                 of.raw,
                 parts.join(", ")
             );
+            let mut cost = Vec::new();
+            if let Some(p) = of.cpu_per_connection_pct {
+                cost.push(format!("per connection {p:.0}%"));
+            }
+            for (size, p) in &of.cpu_per_echo_pct {
+                cost.push(format!("per echo {} {p:.0}%", size_label(*size)));
+            }
+            if !cost.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "{} CPU efficiency (raw CPU time / tern's): {}",
+                    s.name,
+                    cost.join(", ")
+                );
+            }
         }
     }
     out
