@@ -30,7 +30,11 @@ pub fn options(name: &str) -> Options {
     };
     let threads = match args.get(1) {
         None => 1,
-        Some(t) => t.parse::<usize>().ok().filter(|&t| t > 0).unwrap_or_else(|| usage()),
+        Some(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|&t| t > 0)
+            .unwrap_or_else(|| usage()),
     };
     Options {
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -41,7 +45,9 @@ pub fn options(name: &str) -> Options {
 /// A tokio runtime with `threads` workers (a current-thread one for 1).
 pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if threads == 1 {
-        return tokio::runtime::Builder::new_current_thread().enable_io().build();
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build();
     }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
