@@ -1131,6 +1131,13 @@ fn run_server(kind: &Kind, plan: &Plan, stop: &Arc<AtomicBool>) -> ServerResult 
             return row;
         }
     };
+    if *kind == Kind::NodeWs && command_output("node", &["--version"]).is_none() {
+        row.status = "missing".to_string();
+        row.errors.push(
+            "node is not on PATH: install Node.js, then run scripts/install-peers.sh".to_string(),
+        );
+        return row;
+    }
     if !l.installed.exists() {
         row.status = "missing".to_string();
         row.errors.push(format!(
