@@ -38,6 +38,44 @@ const TICK: Duration = Duration::from_millis(5);
 /// Mismatches described in full in a report; the rest are only counted.
 const MISMATCH_EXAMPLES: usize = 5;
 
+/// Connection seeds fetched from the random source per system call.
+const SEED_BATCH: usize = 256;
+
+/// Fresh 64-bit seeds from the operating system's random source, one for
+/// each connection and never reused; the core derives the connection's
+/// handshake key and masks from it (RFC 6455 section 5.3 asks for masks
+/// an attacker cannot predict). They are fetched a batch at a time only
+/// to save system calls.
+#[derive(Debug, Default)]
+struct Seeds {
+    batch: Vec<u64>,
+}
+
+impl Seeds {
+    fn next(&mut self) -> Result<u64, getrandom::Error> {
+        loop {
+            if let Some(seed) = self.batch.pop() {
+                return Ok(seed);
+            }
+            self.refill()?;
+        }
+    }
+
+    fn refill(&mut self) -> Result<(), getrandom::Error> {
+        let mut bytes = [0u8; 8 * SEED_BATCH];
+        getrandom::fill(&mut bytes)?;
+        self.batch = bytes
+            .chunks_exact(8)
+            .map(|chunk| {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                u64::from_le_bytes(word)
+            })
+            .collect();
+        Ok(())
+    }
+}
+
 /// Metric handles, registered once.
 #[derive(Debug)]
 struct Metrics {
@@ -126,7 +164,8 @@ pub struct LoadHandler {
     failed: u64,
     failures: BTreeMap<String, u64>,
     last_open_at: Option<Instant>,
-    /// Open connections that ended though this side did not close them.
+    /// Open connections that ended though this side did not close them,
+    /// by how they ended.
     dropped: BTreeMap<String, u64>,
     closing: bool,
     work: Work,
@@ -179,7 +218,10 @@ impl LoadHandler {
         let Some(peer) = self.peers.get_mut(cx.id()) else {
             return;
         };
-        payload::fill(&mut self.scratch, run.size, peer.tag, peer.seq, run.text);
+        if let Err(e) = payload::fill(&mut self.scratch, run.size, peer.tag, peer.seq, run.text) {
+            *run.report.errors.entry(format!("send: {e}")).or_default() += 1;
+            return;
+        }
         let sent = if run.text {
             // The payload alphabet is ASCII, so this never fails.
             match std::str::from_utf8(&self.scratch) {
@@ -221,9 +263,11 @@ impl LoadHandler {
         self.metrics.latency.record(micros as f64);
         run.last_echo_at = Some(now);
 
-        payload::fill(&mut self.scratch, run.size, peer.tag, peer.seq, run.text);
+        let filled = payload::fill(&mut self.scratch, run.size, peer.tag, peer.seq, run.text);
         let kind_ok = matches!(message, Message::Text(_)) == run.text;
-        if !kind_ok || message.as_bytes() != self.scratch.as_slice() {
+        if let Err(e) = filled {
+            *run.report.errors.entry(format!("check: {e}")).or_default() += 1;
+        } else if !kind_ok || message.as_bytes() != self.scratch.as_slice() {
             run.report.mismatches += 1;
             let got = if matches!(message, Message::Text(_)) {
                 "text"
@@ -340,11 +384,11 @@ impl Handler for LoadHandler {
                         *run.report.errors.entry(reason.clone()).or_default() += 1;
                     }
                     Work::Bulk(run) if run.result.is_none() => {
-                        run.result = Some(Err(reason.clone()));
+                        run.result = Some(Err(reason));
                     }
                     _ => {}
                 }
-                *self.dropped.entry(reason).or_default() += 1;
+                *self.dropped.entry(ended.to_string()).or_default() += 1;
             }
         }
     }
@@ -387,7 +431,9 @@ impl std::fmt::Debug for Progress {
 pub struct Client {
     event_loop: EventLoop<MioTransport, LoadHandler>,
     target: Target,
-    seed: u64,
+    /// Seeds the throughput payload (not the masks).
+    payload_seed: u64,
+    seeds: Seeds,
     stop: Arc<AtomicBool>,
     progress: Option<Progress>,
 }
@@ -406,12 +452,15 @@ impl Client {
         let mut config = LoopConfig::default();
         config.protocol.max_message_size = config.protocol.max_message_size.max(max_message);
         config.protocol.max_frame_size = config.protocol.max_frame_size.max(max_message);
-        let mut seed = [0u8; 8];
-        getrandom::fill(&mut seed).map_err(|e| io::Error::other(format!("no random seed: {e}")))?;
+        let mut seeds = Seeds::default();
+        let payload_seed = seeds
+            .next()
+            .map_err(|e| io::Error::other(format!("no random seed: {e}")))?;
         Ok(Client {
             event_loop: EventLoop::new(transport, LoadHandler::new(), config),
             target,
-            seed: u64::from_le_bytes(seed),
+            payload_seed,
+            seeds,
             stop,
             progress: None,
         })
@@ -448,8 +497,8 @@ impl Client {
         self.event_loop.handler().open_ids()
     }
 
-    /// Connections that ended on the server's initiative so far, by
-    /// reason.
+    /// Open connections that ended without this side closing them so far,
+    /// by how they ended.
     pub fn dropped(&self) -> &BTreeMap<String, u64> {
         &self.event_loop.handler().dropped
     }
@@ -507,9 +556,16 @@ impl Client {
                 break;
             }
             while issued < n && issued - settled.min(issued) < in_flight {
-                let seed = payload::mix(self.seed ^ issued.wrapping_mul(0x9e37_79b9));
-                let result = self.event_loop.connect(&addr, &request, seed);
                 issued += 1;
+                let seed = match self.seeds.next() {
+                    Ok(seed) => seed,
+                    Err(e) => {
+                        let h = self.event_loop.handler_mut();
+                        h.fail(format!("no random seed: {e}"));
+                        continue;
+                    }
+                };
+                let result = self.event_loop.connect(&addr, &request, seed);
                 let h = self.event_loop.handler_mut();
                 match result {
                     Ok(id) => h.peer(id).state = PeerState::Connecting,
@@ -707,7 +763,9 @@ impl Client {
         timeout: Duration,
     ) -> Result<Duration, String> {
         let mut data = Vec::new();
-        payload::fill(&mut data, len, 0xb01c ^ self.seed, u64::from(round), false);
+        let tag = 0xb01c ^ self.payload_seed;
+        payload::fill(&mut data, len, tag, u64::from(round), false)
+            .map_err(|e| format!("cannot hold the {len}-byte message: {e}"))?;
         self.event_loop.handler_mut().work = Work::Bulk(BulkRun {
             data,
             sent_at: None,
@@ -758,5 +816,18 @@ impl Client {
             }
         }
         self.event_loop.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_connection_gets_its_own_seed() {
+        let mut seeds = Seeds::default();
+        let drawn: Vec<u64> = (0..3 * SEED_BATCH).map(|_| seeds.next().unwrap()).collect();
+        let distinct: std::collections::BTreeSet<u64> = drawn.iter().copied().collect();
+        assert_eq!(distinct.len(), drawn.len());
     }
 }

@@ -20,6 +20,12 @@ use crate::{
 /// How long closing every connection may take at the end of a run.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
+/// Copies of a throughput message the client holds at its peak.
+pub const THROUGHPUT_COPIES: u64 = 3;
+
+/// What those copies are.
+pub const THROUGHPUT_HELD: &str = "the message, its queued copy and its echo";
+
 /// Runs `tern serve`.
 pub fn serve(args: ServeArgs) -> Outcome {
     if args.raw {
@@ -28,7 +34,8 @@ pub fn serve(args: ServeArgs) -> Outcome {
     let options = ServeOptions {
         host: args.host,
         port: args.port,
-        loops: args.loops,
+        // Parsing bounds it to `serve::MAX_LOOPS`.
+        loops: args.loops as usize,
         max_message_size: args.max_message_size,
         max_connections: args.max_connections,
     };
@@ -122,11 +129,31 @@ fn close(client: &mut Client, report: &mut Report) {
     if left > 0 {
         eprintln!("tern: {left} connections did not finish their close handshake in time");
     }
-    for (reason, n) in client.dropped() {
-        report
-            .errors
-            .push(format!("{n} connections dropped: {reason}"));
-    }
+    report.note_dropped(client.dropped());
+}
+
+/// Refuses a message size whose copies do not fit in the memory available.
+fn check_memory(
+    name: &str,
+    option: String,
+    needed: u64,
+    what: &'static str,
+) -> Result<(), Outcome> {
+    limits::check_this_machine(option, needed, what).map_err(|e| {
+        eprintln!("tern {name}: {e}");
+        Outcome::Refused
+    })
+}
+
+/// Why there is nothing to run the `phase` on (`task`: what it would
+/// have done) after a storm that left no connection open.
+pub fn nothing_open(opened: u64, phase: &str, task: &str) -> String {
+    let which = match opened {
+        0 => return format!("no connection opened; nothing to {task}"),
+        1 => "the connection that opened".to_string(),
+        n => format!("all {n} connections that opened"),
+    };
+    format!("{which} ended before the {phase} phase; nothing to {task}")
 }
 
 /// Runs `tern connections`.
@@ -135,19 +162,31 @@ pub fn connections(args: ConnectionsArgs) -> Outcome {
         eprintln!("tern connections: -n must be at least 1");
         return Outcome::Refused;
     }
+    // A process that cannot be read is refused before the storm, not
+    // found out after it.
+    let rss_before = match args.server_pid.map(|pid| (pid, procfs::rss_bytes(pid))) {
+        None => None,
+        Some((pid, Ok(bytes))) => Some((pid, bytes)),
+        Some((pid, Err(e))) => {
+            eprintln!(
+                "tern connections: --server-pid {pid}: cannot read /proc/{pid}/status: {e} \
+                 (give the pid of a running server this user may inspect)"
+            );
+            return Outcome::Refused;
+        }
+    };
     let mut client = match prepare("connections", &args.client, args.n, 0) {
         Ok(c) => c,
         Err(o) => return o,
     };
     let mut report = Report::new("connections", &args.client.url);
-    let rss_before = args.server_pid.map(procfs::rss_bytes);
-    let mut storm = client.open(args.n, args.client.in_flight.max(1), args.client.timeout);
+    let mut storm = client.open(args.n, args.client.in_flight, args.client.timeout);
 
     // Read with every connection still open, then close them.
-    if let (Some(pid), Some(before)) = (args.server_pid, rss_before) {
-        match (before, procfs::rss_bytes(pid)) {
-            (Ok(before), Ok(after)) => storm.set_rss(before, after),
-            (Err(e), _) | (_, Err(e)) => report
+    if let Some((pid, before)) = rss_before {
+        match procfs::rss_bytes(pid) {
+            Ok(after) => storm.set_rss(before, after),
+            Err(e) => report
                 .errors
                 .push(format!("cannot read the RSS of process {pid}: {e}")),
         }
@@ -167,18 +206,26 @@ pub fn echo(args: EchoArgs) -> Outcome {
         eprintln!("tern echo: --size {} does not fit in memory", args.size);
         return Outcome::Refused;
     };
+    // Each connection holds a queued message and an echo; one more copy
+    // is the message being built or checked.
+    let copies = args.n.saturating_mul(2).saturating_add(1);
+    let needed = limits::message_memory(args.size, copies);
+    let option = format!("--size {} with -n {}", args.size, args.n);
+    let what = "a queued message and an echo per connection";
+    if let Err(o) = check_memory("echo", option, needed, what) {
+        return o;
+    }
     let mut client = match prepare("echo", &args.client, args.n, args.size) {
         Ok(c) => c,
         Err(o) => return o,
     };
     let mut report = Report::new("echo", &args.client.url);
-    let storm = client.open(args.n, args.client.in_flight.max(1), args.client.timeout);
+    let storm = client.open(args.n, args.client.in_flight, args.client.timeout);
     let ids = client.open_ids();
+    let opened = storm.opened;
     report.connections = Some(storm);
     if ids.is_empty() {
-        report
-            .errors
-            .push("no connection opened; nothing to echo on".to_string());
+        report.errors.push(nothing_open(opened, "echo", "echo on"));
     } else {
         let options = EchoOptions {
             size,
@@ -198,6 +245,11 @@ pub fn throughput(args: ThroughputArgs) -> Outcome {
         eprintln!("tern throughput: --size and --repeat must be at least 1");
         return Outcome::Refused;
     }
+    let needed = limits::message_memory(args.size, THROUGHPUT_COPIES);
+    let option = format!("--size {}", args.size);
+    if let Err(o) = check_memory("throughput", option, needed, THROUGHPUT_HELD) {
+        return o;
+    }
     let mut client = match prepare("throughput", &args.client, 1, args.size) {
         Ok(c) => c,
         Err(o) => return o,
@@ -205,11 +257,12 @@ pub fn throughput(args: ThroughputArgs) -> Outcome {
     let mut report = Report::new("throughput", &args.client.url);
     let storm = client.open(1, 1, args.client.timeout);
     let ids = client.open_ids();
+    let opened = storm.opened;
     report.connections = Some(storm);
     match ids.first() {
         None => report
             .errors
-            .push("the connection did not open".to_string()),
+            .push(nothing_open(opened, "throughput", "send the message on")),
         Some(&id) => {
             report.throughput =
                 Some(client.throughput(id, args.size, args.repeat, args.client.timeout))

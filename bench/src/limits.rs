@@ -1,11 +1,17 @@
-//! Operating-system limits a load run must fit: open files and ephemeral
-//! ports.
+//! Operating-system limits a load run must fit: open files, ephemeral
+//! ports and memory.
 //!
 //! Every connection holds one file descriptor on each side, so a run of N
 //! connections needs N descriptors (plus a few for the poller, the
 //! terminal and the standard streams) in the client process, and as many
 //! in the server process. A run that cannot fit is refused before it
 //! starts, instead of failing half way with `EMFILE`.
+//!
+//! Messages are held whole in memory, several times over (the message, its
+//! copy in the send queue, the echo being reassembled), so a message size
+//! is checked against the memory the kernel says is available before
+//! anything is allocated. All arithmetic on counts given on the command
+//! line saturates: a huge count is refused, never wrapped.
 
 use std::fmt;
 use std::io;
@@ -70,7 +76,7 @@ impl fmt::Display for TooManyFiles {
              (RLIMIT_NOFILE) is {} and cannot be raised here; run at most {} connections \
              (the embedded default `tern run` uses 10,000, which fits)",
             self.connections,
-            self.connections + FD_MARGIN,
+            self.connections.saturating_add(FD_MARGIN),
             self.who,
             self.limit,
             self.most()
@@ -111,7 +117,7 @@ pub fn check_this_process(connections: u64) -> Result<(), String> {
 pub fn source_addresses(
     connections: u64,
     loopback_v4: bool,
-    requested: Option<u32>,
+    requested: Option<u64>,
 ) -> Result<Vec<IpAddr>, String> {
     let count = match requested {
         Some(k) if k > 1 && !loopback_v4 => {
@@ -122,9 +128,10 @@ pub fn source_addresses(
         }
         Some(k) if k > 254 => return Err(format!("--sources {k} is more than 254 addresses")),
         Some(k) => k,
-        None if loopback_v4 && connections > 1000 => {
-            (connections.div_ceil(PORTS_PER_SOURCE) + 1).min(254) as u32
-        }
+        None if loopback_v4 && connections > 1000 => connections
+            .div_ceil(PORTS_PER_SOURCE)
+            .saturating_add(1)
+            .min(254),
         None => 0,
     };
     // One address is what the kernel picks anyway, and letting it choose
@@ -135,6 +142,70 @@ pub fn source_addresses(
     Ok((1..=count)
         .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i as u8)))
         .collect())
+}
+
+/// A run whose messages need more memory than is available.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TooLittleMemory {
+    /// The option that sets the size, e.g. `--size 100GB`.
+    pub option: String,
+    /// Bytes the run would hold at its peak.
+    pub needed: u64,
+    /// What those bytes are, e.g. `the message, its queued copy and its
+    /// echo`.
+    pub what: &'static str,
+    /// `MemAvailable` from `/proc/meminfo`, in bytes.
+    pub available: u64,
+}
+
+impl fmt::Display for TooLittleMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} needs about {} of memory ({}), but only {} is available \
+             (MemAvailable in /proc/meminfo); use a smaller size",
+            self.option,
+            crate::units::bytes(self.needed),
+            self.what,
+            crate::units::bytes(self.available)
+        )
+    }
+}
+
+impl std::error::Error for TooLittleMemory {}
+
+/// Bytes a run holds at its peak when `copies` copies of a `size`-byte
+/// message are alive at once, saturating at `u64::MAX`.
+pub fn message_memory(size: u64, copies: u64) -> u64 {
+    size.saturating_mul(copies)
+}
+
+/// Checks that `needed` bytes fit in `available`.
+pub fn check_memory(
+    option: String,
+    needed: u64,
+    what: &'static str,
+    available: u64,
+) -> Result<(), TooLittleMemory> {
+    if needed <= available {
+        return Ok(());
+    }
+    Err(TooLittleMemory {
+        option,
+        needed,
+        what,
+        available,
+    })
+}
+
+/// Checks `needed` bytes against the memory available on this machine.
+/// When `/proc/meminfo` cannot be read the check is skipped, and an
+/// allocation that fails later is still reported as an error, not an abort.
+pub fn check_this_machine(option: String, needed: u64, what: &'static str) -> Result<(), String> {
+    let Ok(available) = crate::procfs::mem_available_bytes() else {
+        return Ok(());
+    };
+    check_memory(option, needed, what, available).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -151,6 +222,37 @@ mod tests {
         assert!(text.contains("50000 connections"), "{text}");
         assert!(text.contains("20000"), "{text}");
         assert!(text.contains("at most 19936"), "{text}");
+    }
+
+    #[test]
+    fn huge_counts_do_not_overflow() {
+        let err = check_fits(u64::MAX, 20_000, "this process").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("need about {} open files", u64::MAX)),
+            "{text}"
+        );
+        assert_eq!(source_addresses(u64::MAX, true, None).unwrap().len(), 254);
+        assert!(source_addresses(10, true, Some(u64::MAX)).is_err());
+        assert_eq!(message_memory(u64::MAX, 3), u64::MAX);
+    }
+
+    #[test]
+    fn memory_must_fit() {
+        assert!(check_memory("--size 1MB".into(), 3_000_000, "x", 4_000_000).is_ok());
+        let err = check_memory(
+            "--size 100GB".into(),
+            message_memory(100_000_000_000, 3),
+            "the message, its queued copy and its echo",
+            8 << 30,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--size 100GB needs about 279.4 GiB of memory (the message, its queued copy \
+             and its echo), but only 8.0 GiB is available (MemAvailable in /proc/meminfo); \
+             use a smaller size"
+        );
     }
 
     #[test]

@@ -68,14 +68,17 @@ struct ServeArgs {
     /// Port (0: any free port; the printed line names it).
     #[arg(long, default_value_t = 9001)]
     port: u16,
-    /// Event loops (threads), sharing the port through SO_REUSEPORT.
-    #[arg(long, default_value_t = 1)]
-    loops: usize,
+    /// Event loops (threads), sharing the port through SO_REUSEPORT
+    /// (1 to 1024).
+    #[arg(long, default_value = "1", value_parser = |s: &str| units::parse_count(s, 1, serve::MAX_LOOPS))]
+    loops: u64,
     /// Largest message accepted (e.g. 256MiB, 1GB).
     #[arg(long, default_value = "256MiB", value_parser = units::parse_size)]
     max_message_size: u64,
-    /// Most connections at once; more are refused with 503.
-    #[arg(long)]
+    /// Most connections at once (at least 1); more are refused with 503.
+    /// Each loop counts its own: per loop ceil(N/loops), so with several
+    /// loops up to loops x ceil(N/loops) in all.
+    #[arg(long, value_parser = units::parse_positive)]
     max_connections: Option<u64>,
     /// Run the raw-TCP limit instead: a canned 101, then bytes echoed
     /// without framing (only --host, --port and --loops apply).
@@ -90,13 +93,13 @@ struct ClientArgs {
     url: String,
     /// Spread connections over K local addresses 127.0.0.1..127.0.0.K
     /// (loopback targets only; default: ceil(N/20000)+1 above 1000
-    /// connections).
-    #[arg(long)]
-    sources: Option<u32>,
-    /// Handshakes kept under way at once while connecting.
-    #[arg(long, default_value_t = 1000)]
+    /// connections; 1 to 254).
+    #[arg(long, value_parser = |s: &str| units::parse_count(s, 1, 254))]
+    sources: Option<u64>,
+    /// Handshakes kept under way at once while connecting (at least 1).
+    #[arg(long, default_value = "1000", value_parser = units::parse_positive)]
     in_flight: u64,
-    /// Limit for each phase (connecting, waiting for echoes).
+    /// Limit for each phase (connecting, waiting for echoes; up to 24 h).
     #[arg(long, default_value = "60s", value_parser = units::parse_duration)]
     timeout: Duration,
     /// Print the result as JSON on stdout instead of the table.
@@ -125,7 +128,7 @@ struct EchoArgs {
     /// Connections echoing at once.
     #[arg(short = 'n', long = "connections", default_value_t = 100)]
     n: u64,
-    /// How long to keep echoing.
+    /// How long to keep echoing (up to 24 h).
     #[arg(long, default_value = "5s", value_parser = units::parse_duration)]
     duration: Duration,
     /// Bytes per message.
@@ -155,16 +158,18 @@ struct RunArgs {
     /// Connections in the storm (phase 1).
     #[arg(long, default_value_t = 10_000)]
     connections: u64,
-    /// Connections that echo in phase 2 (default: all of them).
-    #[arg(long)]
+    /// Connections that echo in phase 2, from 1 to --connections (default:
+    /// all of them).
+    #[arg(long, value_parser = units::parse_positive)]
     echo_connections: Option<u64>,
-    /// Seconds of echoes in phase 2.
+    /// Seconds of echoes in phase 2 (up to 24 h).
     #[arg(long, default_value = "5", value_parser = units::parse_duration)]
     echo_seconds: Duration,
     /// Bytes per echo message.
     #[arg(long, default_value = "20", value_parser = units::parse_size)]
     size: u64,
-    /// Size of the phase 3 message.
+    /// Size of the phase 3 message (1 B to 1 GiB). The server child's
+    /// --max-message-size is raised to fit it.
     #[arg(long, default_value = "30MB", value_parser = units::parse_size)]
     throughput_size: u64,
     /// Plain progress lines instead of the full-screen dashboard.
@@ -173,7 +178,7 @@ struct RunArgs {
     /// Print the result as JSON on stdout instead of the table.
     #[arg(long)]
     json: bool,
-    /// Limit for each phase.
+    /// Limit for each phase (up to 24 h).
     #[arg(long, default_value = "60s", value_parser = units::parse_duration)]
     timeout: Duration,
 }

@@ -3,7 +3,9 @@
 //! - resident memory: `VmRSS` in `/proc/PID/status`;
 //! - CPU time: `utime` + `stime` (fields 14 and 15) of `/proc/PID/stat`, in
 //!   clock ticks; a [`CpuSampler`] turns deltas into percent of one core;
-//! - open-file limit: the `Max open files` line of `/proc/PID/limits`.
+//! - open-file limit: the `Max open files` line of `/proc/PID/limits`;
+//! - memory available for new allocations: `MemAvailable` in
+//!   `/proc/meminfo`.
 
 use std::fs;
 use std::io;
@@ -16,14 +18,26 @@ pub fn rss_bytes(pid: u32) -> io::Result<u64> {
 }
 
 fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line["VmRSS:".len()..]
+    parse_kib_field(status, "VmRSS:")
+}
+
+/// The value of a `Name:   1234 kB` line, in bytes.
+fn parse_kib_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    let kib: u64 = line[name.len()..]
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
         .ok()?;
-    Some(kib * 1024)
+    kib.checked_mul(1024)
+}
+
+/// Memory available for new allocations without swapping, in bytes.
+pub fn mem_available_bytes() -> io::Result<u64> {
+    let meminfo = fs::read_to_string("/proc/meminfo")?;
+    parse_kib_field(&meminfo, "MemAvailable:")
+        .ok_or_else(|| io::Error::other("no MemAvailable line in /proc/meminfo"))
 }
 
 /// User plus system CPU time of process `pid`, in clock ticks.
@@ -114,6 +128,18 @@ mod tests {
         let status = "Name:\ttern\nVmPeak:\t  9000 kB\nVmRSS:\t    4242 kB\nThreads: 2\n";
         assert_eq!(parse_vm_rss(status), Some(4242 * 1024));
         assert_eq!(parse_vm_rss("Name: x\n"), None);
+    }
+
+    #[test]
+    fn parses_mem_available() {
+        let meminfo =
+            "MemTotal:       32000000 kB\nMemFree:  100 kB\nMemAvailable:   20966040 kB\n";
+        assert_eq!(
+            parse_kib_field(meminfo, "MemAvailable:"),
+            Some(20_966_040 * 1024)
+        );
+        assert_eq!(parse_kib_field("MemTotal: 1 kB\n", "MemAvailable:"), None);
+        assert!(mem_available_bytes().unwrap() > 0);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub struct StormReport {
     /// Server resident memory with every connection open.
     pub server_rss_after_bytes: Option<u64>,
     /// `opened / (RSS growth in MiB)`.
-    pub connections_per_mb: Option<f64>,
+    pub connections_per_mib: Option<f64>,
     /// The user stopped the phase before it finished.
     pub interrupted: bool,
 }
@@ -46,7 +46,7 @@ impl StormReport {
         self.server_rss_before_bytes = Some(before);
         self.server_rss_after_bytes = Some(after);
         let grown_mib = after.saturating_sub(before) as f64 / (1024.0 * 1024.0);
-        self.connections_per_mb = (grown_mib > 0.0).then(|| self.opened as f64 / grown_mib);
+        self.connections_per_mib = (grown_mib > 0.0).then(|| self.opened as f64 / grown_mib);
     }
 
     fn rows(&self, t: &mut Table) {
@@ -68,10 +68,10 @@ impl StormReport {
                     crate::units::bytes(after)
                 ),
             );
-            let per_mb = self
-                .connections_per_mb
+            let per_mib = self
+                .connections_per_mib
                 .map_or("n/a (RSS did not grow)".to_string(), |v| format!("{v:.1}"));
-            t.row("connections/MiB", per_mb);
+            t.row("connections/MiB", per_mib);
         }
         if self.interrupted {
             t.row("interrupted", "yes".to_string());
@@ -163,7 +163,7 @@ impl EchoReport {
             t.row(
                 "latency",
                 format!(
-                    "p50 {} us, p90 {} us, p99 {} us, max {} us",
+                    "p50 {} µs, p90 {} µs, p99 {} µs, max {} µs",
                     l.p50, l.p90, l.p99, l.max
                 ),
             );
@@ -301,6 +301,15 @@ impl Report {
         }
     }
 
+    /// Adds one error line per way open connections ended without this
+    /// side closing them (`dropped`: how they ended, and how many).
+    pub fn note_dropped(&mut self, dropped: &BTreeMap<String, u64>) {
+        for (how, &n) in dropped {
+            let noun = if n == 1 { "connection" } else { "connections" };
+            self.errors.push(format!("{n} {noun} dropped: {how}"));
+        }
+    }
+
     /// Sets [`Report::ok`] from the phases and errors.
     pub fn finish(&mut self) {
         self.interrupted |= self.connections.as_ref().is_some_and(|s| s.interrupted)
@@ -402,9 +411,11 @@ mod tests {
             ..StormReport::default()
         };
         s.set_rss(10 << 20, 12 << 20);
-        assert_eq!(s.connections_per_mb, Some(500.0));
+        assert_eq!(s.connections_per_mib, Some(500.0));
         s.set_rss(10 << 20, 10 << 20);
-        assert_eq!(s.connections_per_mb, None);
+        assert_eq!(s.connections_per_mib, None);
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("\"connections_per_mib\":null"), "{json}");
         assert!(s.ok());
     }
 
@@ -444,5 +455,37 @@ mod tests {
         r.finish();
         assert!(r.ok);
         assert!(!r.json().contains("\"echo\""));
+    }
+
+    #[test]
+    fn latency_in_microseconds() {
+        let mut h = Histogram::default();
+        h.record(42);
+        let r = EchoReport {
+            latency_us: Latency::of(&h),
+            echoes: 1,
+            ..EchoReport::default()
+        };
+        let mut t = Table::default();
+        r.rows(&mut t);
+        let text = t.render();
+        assert!(text.contains("p50 42 µs, p90 42 µs"), "{text}");
+    }
+
+    #[test]
+    fn dropped_connections_are_counted_once() {
+        let mut r = Report::new("echo", "ws://127.0.0.1:1");
+        let dropped = BTreeMap::from([
+            ("closed with code 1001".to_string(), 1),
+            ("stream ended without a close frame".to_string(), 3),
+        ]);
+        r.note_dropped(&dropped);
+        assert_eq!(
+            r.errors,
+            [
+                "1 connection dropped: closed with code 1001",
+                "3 connections dropped: stream ended without a close frame"
+            ]
+        );
     }
 }

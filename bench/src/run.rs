@@ -5,7 +5,12 @@
 //! 2. Phase 1, connection storm: opens `--connections` connections.
 //! 3. Phase 2, echo: small messages on the open connections (or the first
 //!    `--echo-connections` of them) for `--echo-seconds`.
-//! 4. Phase 3, throughput: one 30 MB message echoed on one connection.
+//! 4. Phase 3, throughput: one `--throughput-size` message (30 MB by
+//!    default) echoed on one connection.
+//!
+//! The child's `--max-message-size` is its default, 256 MiB, or the larger
+//! of `--size` and `--throughput-size` when that is more, so the server
+//! never refuses a message the run itself asked for.
 //!
 //! The load runs on a worker thread; the dashboard runs on the main
 //! thread; a sampler thread reads the child's memory and CPU every 100 ms
@@ -48,6 +53,17 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// Bytes of the child's stderr kept to explain a failure.
 const STDERR_TAIL: usize = 4096;
 
+/// The child's `--max-message-size` unless the run needs more: the
+/// default of `tern serve`.
+const CHILD_MAX_MESSAGE: u64 = 256 << 20;
+
+/// The largest message size `tern run` takes.
+const MAX_RUN_MESSAGE: u64 = 1 << 30;
+
+/// Copies of an echo message the server child holds per connection (the
+/// message being reassembled and its queued echo).
+const SERVER_COPIES: u64 = 2;
+
 /// The `tern serve` child process; stopped when dropped.
 #[derive(Debug)]
 pub struct ServerChild {
@@ -56,14 +72,17 @@ pub struct ServerChild {
 }
 
 impl ServerChild {
-    /// Starts `tern serve` on a free loopback port and waits for its
-    /// listening line; returns the child and its URL.
-    pub fn start() -> Result<(ServerChild, String), String> {
+    /// Starts `tern serve` on a free loopback port, taking messages up to
+    /// `max_message_size` bytes, and waits for its listening line; returns
+    /// the child and its URL.
+    pub fn start(max_message_size: u64) -> Result<(ServerChild, String), String> {
         let exe =
             std::env::current_exe().map_err(|e| format!("cannot find the tern binary: {e}"))?;
         let mut command = Command::new(exe);
+        let max_message = max_message_size.to_string();
         command
             .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .args(["--max-message-size", &max_message])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -285,7 +304,13 @@ fn load(plan: Plan) -> Report {
     // Phase 2: echoes on the open connections.
     let mut ids = client.open_ids();
     if let Some(m) = args.echo_connections {
-        ids.truncate(m as usize);
+        ids.truncate(usize::try_from(m).unwrap_or(usize::MAX));
+    }
+    let opened = report.connections.as_ref().map_or(0, |s| s.opened);
+    if ids.is_empty() && !stop.load(Ordering::Relaxed) {
+        report
+            .errors
+            .push(crate::commands::nothing_open(opened, "echo", "echo on"));
     }
     if !stop.load(Ordering::Relaxed) && !ids.is_empty() {
         let note = storm_note.clone();
@@ -317,11 +342,7 @@ fn load(plan: Plan) -> Report {
             "{left} connections did not finish their close handshake in time"
         ));
     }
-    for (reason, n) in client.dropped() {
-        report
-            .errors
-            .push(format!("{n} connections dropped: {reason}"));
-    }
+    report.note_dropped(client.dropped());
     status.set_phase(format!("done | {storm_note}"));
     report
 }
@@ -335,18 +356,40 @@ pub fn run(args: RunArgs) -> Outcome {
     if args.connections == 0 {
         return refuse("--connections must be at least 1".to_string());
     }
-    if args.size > 1 << 30 || args.throughput_size > 1 << 30 {
-        return refuse("message sizes above 1 GiB are not supported".to_string());
+    if let Some(m) = args.echo_connections {
+        if m > args.connections {
+            return refuse(format!(
+                "--echo-connections {m} is more than --connections {}: it must be from 1 to {}",
+                args.connections, args.connections
+            ));
+        }
+    }
+    if args.throughput_size == 0 {
+        return refuse("--throughput-size must be from 1 B to 1 GiB".to_string());
+    }
+    if args.size > MAX_RUN_MESSAGE || args.throughput_size > MAX_RUN_MESSAGE {
+        return refuse("--size and --throughput-size must be at most 1 GiB".to_string());
     }
     if let Err(e) = limits::check_this_process(args.connections) {
         return refuse(e);
+    }
+    if let Err(e) = check_memory(&args) {
+        return refuse(e);
+    }
+    let max_message = child_max_message(&args);
+    if max_message > CHILD_MAX_MESSAGE {
+        eprintln!(
+            "tern run: starting the server child with --max-message-size {} to fit the \
+             run's messages",
+            crate::units::bytes(max_message)
+        );
     }
     let json = args.json;
     let mode = Mode::detect(args.no_tui);
 
     // Registered before the child starts, so Ctrl-C is never missed.
     let stop = stop_on_signals();
-    let (mut child, url) = match ServerChild::start() {
+    let (mut child, url) = match ServerChild::start(max_message) {
         Ok(started) => started,
         Err(e) => {
             eprintln!("tern run: {e}");
@@ -421,6 +464,38 @@ pub fn run(args: RunArgs) -> Outcome {
     finish(report, json)
 }
 
+/// The server child's `--max-message-size`: its default, or the run's
+/// largest message when that is larger.
+fn child_max_message(args: &RunArgs) -> u64 {
+    CHILD_MAX_MESSAGE.max(args.size).max(args.throughput_size)
+}
+
+/// Checks that the largest phase's messages fit in this machine's memory,
+/// counting the client's copies and the server child's.
+fn check_memory(args: &RunArgs) -> Result<(), String> {
+    let echoing = args.echo_connections.unwrap_or(args.connections);
+    let echo_copies = echoing.saturating_mul(2 + SERVER_COPIES).saturating_add(1);
+    let echo = limits::message_memory(args.size, echo_copies);
+    let bulk_copies = crate::commands::THROUGHPUT_COPIES + SERVER_COPIES;
+    let bulk = limits::message_memory(args.throughput_size, bulk_copies);
+    let (option, needed, what) = if echo >= bulk {
+        let option = format!("--size {} on {echoing} echoing connections", args.size);
+        (
+            option,
+            echo,
+            "messages and echoes in this process and the server child",
+        )
+    } else {
+        let option = format!("--throughput-size {}", args.throughput_size);
+        (
+            option,
+            bulk,
+            "the message and its copies in this process and the server child",
+        )
+    };
+    limits::check_this_machine(option, needed, what)
+}
+
 /// Shows the run until the worker is done or the user quits: the
 /// dashboard (TUI, or its plain lines on stdout), or, with `--json` and no
 /// terminal, one progress line a second on stderr. Returns a dashboard
@@ -462,5 +537,28 @@ fn watch(
     match outcome {
         Ok(_) => None,
         Err(e) => Some(format!("dashboard failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let cli = crate::Cli::parse_from(["tern", "run"].iter().chain(extra));
+        match cli.command {
+            Some(crate::Command::Run(args)) => args,
+            other => panic!("not a run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn child_limit_fits_the_run() {
+        assert_eq!(child_max_message(&run_args(&[])), 256 << 20);
+        let big = run_args(&["--throughput-size", "300MiB"]);
+        assert_eq!(child_max_message(&big), 300 << 20);
+        let echo = run_args(&["--size", "512MiB", "--throughput-size", "1MB"]);
+        assert_eq!(child_max_message(&echo), 512 << 20);
     }
 }

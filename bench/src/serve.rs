@@ -15,6 +15,9 @@ use std::time::Duration;
 use tern_core::{CloseCode, Context, Handler, Message, SendError};
 use tern_transport_std::{Server, ServerConfig};
 
+/// The most event loops `--loops` takes.
+pub const MAX_LOOPS: u64 = 1024;
+
 /// What `tern serve` was asked for.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -22,11 +25,13 @@ pub struct ServeOptions {
     pub host: String,
     /// Port; 0 lets the kernel choose (the line printed names it).
     pub port: u16,
-    /// Event loops (threads) sharing the port.
+    /// Event loops (threads) sharing the port, from 1 to [`MAX_LOOPS`].
     pub loops: usize,
     /// Largest message (and frame) accepted, in bytes.
     pub max_message_size: u64,
-    /// Most connections in all loops together; `None` for no limit.
+    /// Most connections, at least 1; `None` for no limit. Each loop
+    /// admits `ceil(max / loops)`, so with several loops the total may
+    /// reach `loops * ceil(max / loops)`.
     pub max_connections: Option<u64>,
 }
 
@@ -36,7 +41,7 @@ struct Echo;
 
 impl Handler for Echo {
     fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>) {
-        match cx.send(&message) {
+        match cx.send_message(message) {
             Ok(()) => {}
             // A peer that does not read its echoes is not worth buffering
             // for without bound.
@@ -50,6 +55,12 @@ impl Handler for Echo {
     }
 }
 
+/// Connections each of `loops` loops admits for a limit of `max` in all:
+/// `ceil(max / loops)`.
+fn per_loop_limit(max: u64, loops: usize) -> u64 {
+    max.div_ceil(loops as u64)
+}
+
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
     (host, port)
         .to_socket_addrs()
@@ -60,16 +71,26 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
 
 /// Runs the echo server until SIGINT or SIGTERM.
 pub fn serve(options: &ServeOptions) -> Result<(), String> {
+    let loops = options.loops;
+    if loops == 0 || loops as u64 > MAX_LOOPS {
+        return Err(format!("--loops {loops} is not from 1 to {MAX_LOOPS}"));
+    }
+    if options.max_connections == Some(0) {
+        return Err("--max-connections must be at least 1".to_string());
+    }
     let addr = resolve(&options.host, options.port)?;
-    let loops = options.loops.max(1);
     let mut config = ServerConfig::new(addr);
     config.loops = loops;
     config.loop_config.protocol.max_message_size = options.max_message_size;
     config.loop_config.protocol.max_frame_size = options.max_message_size;
-    if let Some(max) = options.max_connections {
-        // Each loop keeps its own count; the kernel spreads connections
-        // over the loops about evenly.
-        config.loop_config.max_connections = max.div_ceil(loops as u64).max(1) as usize;
+    let per_loop = options
+        .max_connections
+        .map(|max| per_loop_limit(max, loops));
+    if let Some(per_loop) = per_loop {
+        // Each loop keeps its own count, and the kernel hashes each new
+        // connection to one loop's listener: a total shared exactly would
+        // need a counter shared by the loops.
+        config.loop_config.max_connections = usize::try_from(per_loop).unwrap_or(usize::MAX);
     }
 
     // Registered before the server starts, so a signal that arrives while
@@ -90,6 +111,11 @@ pub fn serve(options: &ServeOptions) -> Result<(), String> {
         .and_then(|()| stdout.flush())
         .map_err(|e| format!("cannot write to stdout: {e}"))?;
     drop(stdout);
+    if let (Some(max), Some(per_loop)) = (options.max_connections, per_loop) {
+        eprintln!(
+            "tern serve: --max-connections {max}: each of the {loops} loop(s) admits {per_loop}"
+        );
+    }
     if let Ok(limit) = crate::limits::open_files_limit(0) {
         eprintln!(
             "tern serve: {loops} loop(s); open-file limit {limit} (room for about {} connections)",
@@ -107,4 +133,18 @@ pub fn serve(options: &ServeOptions) -> Result<(), String> {
         .map_err(|e| format!("event loop failed: {e}"))?;
     eprintln!("tern serve: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_loop_share_rounds_up() {
+        assert_eq!(per_loop_limit(1, 1), 1);
+        assert_eq!(per_loop_limit(3, 2), 2);
+        assert_eq!(per_loop_limit(4, 2), 2);
+        assert_eq!(per_loop_limit(1, 4), 1);
+        assert_eq!(per_loop_limit(u64::MAX, 1), u64::MAX);
+    }
 }

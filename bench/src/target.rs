@@ -2,14 +2,26 @@
 //!
 //! Only plain `ws://` is supported: tern has no TLS, so a `wss://` URL is
 //! refused with a message saying so rather than sent in the clear.
+//!
+//! A host name may resolve to several addresses (`localhost` to
+//! `127.0.0.1` and `::1`, say) while the server listens on only one. Every
+//! connection of a run goes to one address, so when there are several,
+//! each is tried in the resolver's order with a plain TCP connect (closed
+//! at once, without a handshake) and the first that accepts is used; when
+//! none does, the first is used and the run reports why it fails.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// How long the probe of one resolved address may take.
+const PROBE_WAIT: Duration = Duration::from_secs(1);
 
 /// A parsed and resolved WebSocket URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    /// The address connections go to (the first the host resolved to).
+    /// The address connections go to: the first the host resolved to
+    /// that accepted a TCP connection.
     pub addr: SocketAddr,
     /// Value of the `Host` header: the URL's authority as written.
     pub host: String,
@@ -81,11 +93,12 @@ impl Target {
         }
 
         let (host, port) = split_authority(authority)?;
-        let addr = (host, port)
+        let addrs: Vec<SocketAddr> = (host, port)
             .to_socket_addrs()
             .map_err(|e| TargetError::Resolve(host.to_string(), e))?
-            .next()
-            .ok_or_else(|| TargetError::NoAddress(host.to_string()))?;
+            .collect();
+        let addr =
+            choose(&addrs, PROBE_WAIT).ok_or_else(|| TargetError::NoAddress(host.to_string()))?;
         Ok(Target {
             addr,
             host: authority.to_string(),
@@ -98,6 +111,20 @@ impl Target {
     pub fn is_loopback_v4(&self) -> bool {
         matches!(self.addr.ip(), IpAddr::V4(ip) if ip.is_loopback())
     }
+}
+
+/// The first of `addrs` that accepts a TCP connection within `wait`, or
+/// the first of them when none does; `None` when `addrs` is empty. A
+/// single address is returned without a probe.
+fn choose(addrs: &[SocketAddr], wait: Duration) -> Option<SocketAddr> {
+    let first = *addrs.first()?;
+    if addrs.len() == 1 {
+        return Some(first);
+    }
+    let reachable = addrs
+        .iter()
+        .find(|addr| TcpStream::connect_timeout(addr, wait).is_ok());
+    Some(reachable.copied().unwrap_or(first))
 }
 
 /// Splits `host:port`, `[v6]:port`, `host` or `[v6]` (port 80).
@@ -161,6 +188,23 @@ mod tests {
     fn localhost_resolves() {
         let t = Target::parse("ws://localhost:9001/").unwrap();
         assert!(t.addr.ip().is_loopback());
+    }
+
+    #[test]
+    fn the_first_address_that_accepts_is_chosen() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap();
+        // A port just freed, so nothing listens there.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let wait = Duration::from_secs(1);
+        assert_eq!(choose(&[closed, open], wait), Some(open));
+        assert_eq!(choose(&[open, closed], wait), Some(open));
+        assert_eq!(choose(&[closed], wait), Some(closed));
+        assert_eq!(choose(&[closed, closed], wait), Some(closed));
+        assert_eq!(choose(&[], wait), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Parsing and printing of the sizes and durations given on the command
-//! line: `100MB`, `64KiB`, `1GB`, `5s`, `250ms`.
+//! Parsing and printing of the sizes, durations and counts given on the
+//! command line: `100MB`, `64KiB`, `1GB`, `5s`, `250ms`, `1000`.
 //!
 //! Decimal units (`KB`, `MB`, `GB`) are powers of 1000 and binary units
 //! (`KiB`, `MiB`, `GiB`) powers of 1024, as in IEC 80000-13. Unit letters
@@ -41,8 +41,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
+/// The longest duration an option takes: a load phase is meant to end.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 /// Parses a duration: a number (fractions allowed) with an optional unit
-/// `ms`, `s` (the default), `m` or `h`.
+/// `ms`, `s` (the default), `m`/`min` or `h`. It must be more than zero and
+/// at most [`MAX_DURATION`] (24 h).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -59,11 +63,34 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => number * 3600.0,
         other => {
             return Err(format!(
-                "unknown duration unit {other:?} in {text:?} (use ms, s, m or h)"
+                "unknown duration unit {other:?} in {text:?} (use ms, s, m, min or h)"
             ))
         }
     };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("duration {text:?} is out of range"))
+    let out_of_range = || format!("duration {text:?} must be more than 0 and at most 24 h");
+    let duration = Duration::try_from_secs_f64(seconds).map_err(|_| out_of_range())?;
+    if duration.is_zero() || duration > MAX_DURATION {
+        return Err(out_of_range());
+    }
+    Ok(duration)
+}
+
+/// Parses a whole number from `min` to `max`, for the count options.
+pub fn parse_count(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let range = if max == u64::MAX {
+        format!("of at least {min}")
+    } else {
+        format!("from {min} to {max}")
+    };
+    match text.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number {range}")),
+    }
+}
+
+/// Parses a count of at least 1.
+pub fn parse_positive(text: &str) -> Result<u64, String> {
+    parse_count(text, 1, u64::MAX)
 }
 
 /// Prints a byte count with a binary unit, e.g. `30.0 MiB`.
@@ -115,8 +142,38 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn durations_out_of_range_are_refused() {
+        for text in ["0", "0ms", "0.0000000001ms", "24.1h", "99999999999999h"] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(
+                err.contains("must be more than 0 and at most 24 h"),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_in_range() {
+        assert_eq!(parse_count("3", 1, 254), Ok(3));
+        assert_eq!(parse_count("254", 1, 254), Ok(254));
+        assert_eq!(
+            parse_count("0", 1, 254),
+            Err("must be a whole number from 1 to 254".to_string())
+        );
+        assert!(parse_count("255", 1, 254).is_err());
+        assert!(parse_count("-1", 1, 254).is_err());
+        assert_eq!(parse_positive("1000"), Ok(1000));
+        assert_eq!(
+            parse_positive("0"),
+            Err("must be a whole number of at least 1".to_string())
+        );
     }
 
     #[test]

@@ -84,6 +84,7 @@ fn binary_echo_with_the_table() {
     );
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("1024 B binary"), "{table}");
+    assert!(table.contains(" µs, p90 "), "{table}");
     assert!(table.contains("result: ok"), "{table}");
 }
 
@@ -137,7 +138,7 @@ fn run_end_to_end_leaves_no_child() {
     assert_eq!(report["echo"]["mismatches"], 0);
     assert_eq!(report["throughput"]["size_bytes"], 30_000_000);
     assert!(
-        report["connections"]["connections_per_mb"].is_number()
+        report["connections"]["connections_per_mib"].is_number()
             || report["connections"]["server_rss_after_bytes"].is_number()
     );
     let pid = report["server_pid"].as_u64().unwrap() as u32;

@@ -257,7 +257,7 @@ pub struct Echo {
 impl Handler for Echo {
     fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>) {
         // A failed send means the peer is closing; nothing to answer.
-        let _ = cx.send(&message);
+        let _ = cx.send_message(message);
     }
 
     fn on_close(&mut self, id: usize, ended: Ended<'_>) {

@@ -34,7 +34,10 @@ use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::hash::Hasher;
 use core::mem;
+
+use siphasher::sip::SipHasher24;
 
 use crate::close::{parse_close_payload, CloseCode};
 use crate::config::Config;
@@ -45,6 +48,7 @@ use crate::handshake::{
     write_request, ClientRequest,
 };
 use crate::mask::apply_mask;
+use crate::outqueue::OutQueue;
 use crate::utf8::Utf8Stream;
 
 /// Which end of the connection this is.
@@ -239,9 +243,8 @@ struct Transient {
     message: Vec<u8>,
     message_kind: Option<Kind>,
     utf8: Utf8Stream,
-    /// Output handed back by the transport, from `queue_start` on.
-    queue: Vec<u8>,
-    queue_start: usize,
+    /// Output the transport has not taken yet.
+    queue: OutQueue,
 }
 
 impl Transient {
@@ -255,16 +258,14 @@ impl Transient {
             && self.message.capacity() == 0
             && self.message_kind.is_none()
             && self.utf8.is_clear()
-            && self.queue.capacity() == 0
+            && self.queue.is_unallocated()
     }
 
     /// Drops all input state and keeps only the output queue.
     fn clear_input(&mut self) {
         let queue = mem::take(&mut self.queue);
-        let queue_start = self.queue_start;
         *self = Transient {
             queue,
-            queue_start,
             ..Transient::default()
         };
     }
@@ -276,7 +277,7 @@ impl Transient {
             + self.expect.as_ref().map_or(0, |e| e.protocols.capacity())
             + self.control.capacity()
             + self.message.capacity()
-            + self.queue.capacity()
+            + self.queue.heap_bytes()
     }
 }
 
@@ -297,14 +298,16 @@ impl Connection {
     }
 
     /// A client connection: appends the opening request to `out`. `seed`
-    /// seeds the generator of the key and of every frame mask; give it 64
-    /// bits from the operating system's random source.
+    /// is the secret behind the handshake key and every frame mask: give it
+    /// 64 bits from the operating system's random source, fresh for each
+    /// connection (never a counter or a constant: the masks are exactly as
+    /// unpredictable as the seed).
     pub fn client(request: &ClientRequest<'_>, seed: u64, out: &mut Vec<u8>) -> Self {
         let mut conn = Connection::new(Role::Client, State::Handshake, seed);
 
         let mut random = [0u8; 16];
-        random[..8].copy_from_slice(&splitmix64(&mut conn.rng).to_le_bytes());
-        random[8..].copy_from_slice(&splitmix64(&mut conn.rng).to_le_bytes());
+        random[..8].copy_from_slice(&next_random(&mut conn.rng).to_le_bytes());
+        random[8..].copy_from_slice(&next_random(&mut conn.rng).to_le_bytes());
         let key = generate_key(random);
         write_request(request, &key, out);
 
@@ -380,6 +383,40 @@ impl Connection {
         }
     }
 
+    /// Sends a message handed over by value as one frame. A large message
+    /// that owns its buffer (as a message joined from several reads does)
+    /// is queued in that very buffer, masked in place for a client, and
+    /// never copied; anything else is sent as by [`Connection::send`].
+    /// This is what an echo should use.
+    pub fn send_message(
+        &mut self,
+        message: Message<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        let (opcode, mut payload) = match message {
+            Message::Text(Cow::Owned(text)) if text.len() >= DIRECT_QUEUE_MIN => {
+                (OpCode::Text, text.into_bytes())
+            }
+            Message::Binary(Cow::Owned(data)) if data.len() >= DIRECT_QUEUE_MIN => {
+                (OpCode::Binary, data)
+            }
+            other => return self.send(&other, out),
+        };
+        self.check_sendable()?;
+
+        let header = self.frame_header(opcode, payload.len());
+        if let Some(key) = header.mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        // Order on the wire: what `out` holds, the header, the payload.
+        self.queue(out);
+        out.clear();
+        let queue = &mut self.transient().queue;
+        queue.push(header.encode().as_bytes());
+        queue.push_owned(payload);
+        Ok(())
+    }
+
     /// Appends a ping (at most 125 bytes).
     pub fn send_ping(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
         self.check_sendable()?;
@@ -445,12 +482,19 @@ impl Connection {
         }
     }
 
-    /// Bytes handed back with [`Connection::queue`] and not yet transmitted.
+    /// The next queued bytes to transmit (the queue may hold more behind
+    /// them: once [`Connection::advance_queued`] has taken all of these,
+    /// the next part follows). Empty when nothing is queued.
     pub fn queued(&self) -> &[u8] {
         match &self.transient {
-            Some(t) => &t.queue[t.queue_start..],
+            Some(t) => t.queue.front(),
             None => &[],
         }
+    }
+
+    /// All queued bytes, in every part of the queue.
+    pub fn queued_len(&self) -> usize {
+        self.transient.as_ref().map_or(0, |t| t.queue.len())
     }
 
     /// Keeps bytes the transport did not accept, behind any already queued.
@@ -458,9 +502,7 @@ impl Connection {
         if bytes.is_empty() {
             return;
         }
-        // Compacting once the sent part is at least half the buffer moves
-        // each byte at most once per byte sent, so queueing stays linear.
-        self.queue_buffer().extend_from_slice(bytes);
+        self.transient().queue.push(bytes);
     }
 
     /// Drops the first `n` queued bytes once the transport took them; frees
@@ -469,11 +511,7 @@ impl Connection {
         let Some(t) = &mut self.transient else {
             return;
         };
-        t.queue_start = (t.queue_start + n).min(t.queue.len());
-        if t.queue_start == t.queue.len() {
-            t.queue = Vec::new();
-            t.queue_start = 0;
-        }
+        t.queue.advance(n);
         self.settle();
     }
 
@@ -936,16 +974,8 @@ impl Connection {
     /// Appends one final frame. Section 5.3: a client masks every frame
     /// with a fresh key, a server never masks.
     fn write_frame(&mut self, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
-        let mask = match self.role {
-            Role::Client => Some((splitmix64(&mut self.rng) as u32).to_le_bytes()),
-            Role::Server => None,
-        };
-        let header = FrameHeader {
-            fin: true,
-            opcode,
-            mask,
-            len: payload.len() as u64,
-        };
+        let header = self.frame_header(opcode, payload.len());
+        let mask = header.mask;
 
         // A large frame skips `out`: copied there, most of it would be
         // copied again into the queue once the transport took its fill,
@@ -954,7 +984,7 @@ impl Connection {
         let target = if payload.len() >= DIRECT_QUEUE_MIN {
             self.queue(out);
             out.clear();
-            self.queue_buffer()
+            self.transient().queue.open_segment()
         } else {
             out
         };
@@ -967,14 +997,19 @@ impl Connection {
         }
     }
 
-    /// The output queue, compacted so it can grow at its end.
-    fn queue_buffer(&mut self) -> &mut Vec<u8> {
-        let t = self.transient();
-        if t.queue_start > 0 && t.queue_start >= t.queue.len() / 2 {
-            t.queue.drain(..t.queue_start);
-            t.queue_start = 0;
+    /// The header of a final frame of `len` bytes, with a fresh mask key
+    /// for a client.
+    fn frame_header(&mut self, opcode: OpCode, len: usize) -> FrameHeader {
+        let mask = match self.role {
+            Role::Client => Some((next_random(&mut self.rng) as u32).to_le_bytes()),
+            Role::Server => None,
+        };
+        FrameHeader {
+            fin: true,
+            opcode,
+            mask,
+            len: len as u64,
         }
-        &mut t.queue
     }
 
     /// The transient state, created if absent.
@@ -1000,16 +1035,30 @@ impl Connection {
     }
 }
 
-/// splitmix64: a small, fast generator with a full 2^64 period; plenty for
-/// frame masks, whose only job is to make payloads unpredictable to
-/// intermediaries (section 10.3).
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// The next unpredictable 64 bits for a client's key and frame masks.
+///
+/// Section 10.3 asks that masks cannot be predicted by whoever chooses the
+/// payload, so a plain generator whose state can be read back from its
+/// output (as the handshake key reveals two outputs in clear) will not do.
+/// The state is a secret seeded from the operating system; each step keys
+/// SipHash-2-4 with it and derives two values: the output, and the next
+/// state. Both are outputs of a keyed pseudo-random function, so the
+/// outputs seen on the wire tell nothing about the state or about the next
+/// masks short of a search over all 2^64 states.
+fn next_random(state: &mut u64) -> u64 {
+    let derive = |label: u8| {
+        let mut hasher = SipHasher24::new_with_keys(*state, MASK_DOMAIN);
+        hasher.write_u8(label);
+        hasher.finish()
+    };
+    let output = derive(0);
+    *state = derive(1);
+    output
 }
+
+/// Second SipHash key of [`next_random`]: a constant that separates this use
+/// of the seed from any other.
+const MASK_DOMAIN: u64 = 0x7465_726e_6d61_736b;
 
 // The memory budget of a connection, enforced at compile time.
 const _: () = assert!(mem::size_of::<Connection>() <= 24);

@@ -167,6 +167,9 @@ pub enum ProtocolError {
     ReservedOpcode(u8),
     /// A 64-bit payload length has its most significant bit set.
     InvalidLength,
+    /// A payload length is not in its shortest form (section 5.2), e.g.
+    /// 5 written in the 16-bit form.
+    NonMinimalLength(u64),
     /// A control frame carries more than 125 bytes.
     ControlTooLong(u64),
     /// A control frame has FIN clear.
@@ -221,6 +224,9 @@ impl fmt::Display for ProtocolError {
             ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
             ProtocolError::InvalidLength => {
                 f.write_str("64-bit payload length has its top bit set")
+            }
+            ProtocolError::NonMinimalLength(n) => {
+                write!(f, "length {n} not written in its shortest form")
             }
             ProtocolError::ControlTooLong(n) => {
                 write!(f, "control frame of {n} bytes (limit 125)")

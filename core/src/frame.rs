@@ -136,18 +136,18 @@ impl FrameHeader {
         }
 
         let short_len = b1 & 0x7F;
-        if opcode.is_control() && short_len > MAX_CONTROL_PAYLOAD as u8 {
-            return Err(ProtocolError::ControlTooLong(control_len_hint(
-                buf, short_len,
-            )));
-        }
 
         let (len, mut pos) = match short_len {
             126 => {
                 let Some(bytes) = buf.get(2..4) else {
                     return Ok(None);
                 };
-                (u64::from(u16::from_be_bytes([bytes[0], bytes[1]])), 4)
+                let len = u16::from_be_bytes([bytes[0], bytes[1]]);
+                // Section 5.2: "the minimal number of bytes MUST be used".
+                if len < 126 {
+                    return Err(ProtocolError::NonMinimalLength(u64::from(len)));
+                }
+                (u64::from(len), 4)
             }
             127 => {
                 // Section 5.2: the most significant bit of a 64-bit length
@@ -160,10 +160,21 @@ impl FrameHeader {
                 };
                 let mut be = [0u8; 8];
                 be.copy_from_slice(bytes);
-                (u64::from_be_bytes(be), 10)
+                let len = u64::from_be_bytes(be);
+                if len <= 0xFFFF {
+                    return Err(ProtocolError::NonMinimalLength(len));
+                }
+                (len, 10)
             }
             n => (u64::from(n), 2),
         };
+
+        // Section 5.5: control payloads are at most 125 bytes. Checked once
+        // the whole length is read, so the error names the same length
+        // however the header was cut into reads.
+        if opcode.is_control() && len > MAX_CONTROL_PAYLOAD as u64 {
+            return Err(ProtocolError::ControlTooLong(len));
+        }
 
         let mask = if masked {
             let Some(bytes) = buf.get(pos..pos + 4) else {
@@ -219,24 +230,23 @@ impl FrameHeader {
     }
 }
 
-/// The announced length of an oversized control frame, for the error: the
-/// extended length if its bytes are present, else the 7-bit marker.
-fn control_len_hint(buf: &[u8], short_len: u8) -> u64 {
-    match short_len {
-        126 => buf
-            .get(2..4)
-            .map_or(126, |b| u64::from(u16::from_be_bytes([b[0], b[1]]))),
-        127 => buf.get(2..10).map_or(127, |b| {
-            let mut be = [0u8; 8];
-            be.copy_from_slice(b);
-            u64::from_be_bytes(be)
-        }),
-        n => u64::from(n),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn non_minimal_lengths_fail() {
+        // 5 in the 16-bit form, 65,535 in the 64-bit form.
+        let short = [0x82, 0xFE, 0x00, 0x05, 1, 2, 3, 4];
+        assert_eq!(
+            FrameHeader::decode(&short, Role::Server),
+            Err(ProtocolError::NonMinimalLength(5))
+        );
+        let long = [0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 1, 2, 3, 4];
+        assert_eq!(
+            FrameHeader::decode(&long, Role::Server),
+            Err(ProtocolError::NonMinimalLength(0xFFFF))
+        );
+    }
+
     use super::*;
     use alloc::vec::Vec;
 
@@ -383,9 +393,10 @@ mod tests {
             decode_all(&[0x89, 0xFE, 0x00, 0x7E], Role::Server),
             Err(ProtocolError::ControlTooLong(126))
         );
+        assert_eq!(decode_all(&[0x88, 0xFE], Role::Server), Ok(None));
         assert_eq!(
-            decode_all(&[0x88, 0xFE], Role::Server),
-            Err(ProtocolError::ControlTooLong(126))
+            decode_all(&[0x88, 0xFE, 0x01, 0x00], Role::Server),
+            Err(ProtocolError::ControlTooLong(256))
         );
         assert_eq!(
             decode_all(&[0x8A, 0xFD, 1, 2, 3, 4], Role::Server).map(|d| d.map(|(h, n)| (h.len, n))),

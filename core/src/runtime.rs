@@ -8,7 +8,8 @@
 //! # Memory at rest
 //!
 //! An idle open connection costs its slab entry: the transport's stream
-//! handle plus a [`Connection`] (a few words) and a serial number. Reads go
+//! handle plus a [`Connection`] (a few words), a serial number and two
+//! bytes of flags and idle count (40 bytes with a mio stream). Reads go
 //! into the shared buffer; output is written straight to the transport and
 //! only what it did not take is kept, inside the connection, until the
 //! stream is writable again.
@@ -19,7 +20,40 @@
 //! [`LoopConfig::handshake_timeout`] of being accepted or connected: the
 //! deadline is absolute, so a peer that trickles bytes cannot extend it. A
 //! connection that is closed but still has queued output (a close frame the
-//! peer has not read yet) lingers for at most the same time.
+//! peer has not read yet) lingers for at most the same time. These few
+//! short-lived deadlines sit in a heap.
+//!
+//! # Idle connections
+//!
+//! Open connections carry no deadline of their own. Instead the loop
+//! sweeps all of them once every quarter of [`LoopConfig::idle_timeout`]
+//! and counts, in one byte per connection, the sweeps since the peer last
+//! showed life (bytes arrived, or queued output drained). After three
+//! silent sweeps the loop sends a ping; after five it sends close 1001 and
+//! drops the connection, reported as [`Ended::IdleTimeout`]. So a silent
+//! peer is pinged after between one half and three quarters of the idle
+//! timeout, and dropped after between one and one and a quarter times it;
+//! a pong in between keeps it open. A connection that sent its close frame
+//! and hears nothing back is dropped on the same schedule.
+//!
+//! # Backpressure
+//!
+//! Output the transport does not take waits in the connection's queue.
+//! [`Context::queued_len`] tells the application how much that is, and
+//! [`Handler::on_drain`] when it has drained. Two rules bound it:
+//!
+//! - a send while the queue (with this callback's output) holds
+//!   [`LoopConfig::max_queued`] bytes or more is refused with
+//!   [`SendError::QueueFull`], or closes the connection with 1008, as
+//!   [`LoopConfig::on_queue_full`] chooses;
+//! - the loop stops reading from a connection while its queue holds more
+//!   than `max_queued - read_buffer_size` bytes, and resumes once it falls
+//!   below, so the automatic answers to what one read brings (pongs, the
+//!   close reply) fit in the room left.
+//!
+//! A peer that never reads therefore holds at most `max_queued` bytes plus
+//! one message (the send that crossed the mark) of the server's memory, and
+//! the idle sweep drops it, since it shows no life.
 
 use alloc::collections::BinaryHeap;
 use alloc::vec;
@@ -41,6 +75,19 @@ use crate::transport::{Io, Readiness, Token, Transport};
 /// connection ends.
 pub type ConnId = usize;
 
+/// What a send does when the connection's queue is at
+/// [`LoopConfig::max_queued`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnQueueFull {
+    /// The send fails with [`SendError::QueueFull`]; the connection stays
+    /// open and the application may retry after [`Handler::on_drain`].
+    Reject,
+    /// The send fails with [`SendError::QueueFull`] and the connection is
+    /// closed with 1008 (policy violation) and dropped, reported as
+    /// [`Ended::QueueFull`].
+    Close,
+}
+
 /// Options of an [`EventLoop`].
 #[derive(Clone, Debug)]
 pub struct LoopConfig {
@@ -52,6 +99,13 @@ pub struct LoopConfig {
     pub max_connections: usize,
     /// Size of the read buffer shared by all connections of the loop.
     pub read_buffer_size: usize,
+    /// Silence after which an open connection is closed with 1001; it is
+    /// pinged halfway there. `None` keeps silent connections forever.
+    pub idle_timeout: Option<Duration>,
+    /// High-water mark of a connection's output queue, in bytes.
+    pub max_queued: usize,
+    /// What a send does at the high-water mark.
+    pub on_queue_full: OnQueueFull,
 }
 
 impl Default for LoopConfig {
@@ -61,6 +115,9 @@ impl Default for LoopConfig {
             handshake_timeout: Duration::from_secs(10),
             max_connections: usize::MAX,
             read_buffer_size: 64 * 1024,
+            idle_timeout: Some(Duration::from_secs(60)),
+            max_queued: 1 << 20,
+            on_queue_full: OnQueueFull::Reject,
         }
     }
 }
@@ -82,6 +139,13 @@ pub enum Ended<'a> {
     Refused,
     /// The transport failed for this stream (reset, refused, broken pipe).
     Transport(&'a dyn fmt::Display),
+    /// The peer stayed silent past [`LoopConfig::idle_timeout`] (no pong to
+    /// the automatic ping, or no answer to this end's close frame); close
+    /// 1001 was sent if the connection was still open.
+    IdleTimeout,
+    /// A send found the queue at [`LoopConfig::max_queued`] under
+    /// [`OnQueueFull::Close`]; close 1008 was sent.
+    QueueFull,
 }
 
 impl fmt::Debug for Ended<'_> {
@@ -97,6 +161,7 @@ impl Ended<'_> {
         match self {
             Ended::Closed(code) => *code,
             Ended::Failed(Error::Protocol(e)) => e.close_code(),
+            Ended::QueueFull => CloseCode::POLICY,
             _ => CloseCode::ABNORMAL,
         }
     }
@@ -111,6 +176,8 @@ impl fmt::Display for Ended<'_> {
             Ended::TimedOut => f.write_str("handshake timed out"),
             Ended::Refused => f.write_str("refused: server at its connection limit"),
             Ended::Transport(e) => write!(f, "transport error: {e}"),
+            Ended::IdleTimeout => f.write_str("peer silent past the idle timeout"),
+            Ended::QueueFull => f.write_str("closed: output queue full"),
         }
     }
 }
@@ -130,6 +197,12 @@ pub trait Handler {
         let _ = (cx, payload);
     }
 
+    /// The connection's output queue, which had bytes the transport could
+    /// not take, is empty again: a good moment to send what was held back.
+    fn on_drain(&mut self, cx: &mut Context<'_>) {
+        let _ = cx;
+    }
+
     /// The connection ended and its key is free again. Called once for
     /// every connection, opened or not.
     fn on_close(&mut self, id: ConnId, ended: Ended<'_>) {
@@ -143,6 +216,16 @@ pub struct Context<'a> {
     id: ConnId,
     conn: &'a mut Connection,
     out: &'a mut Vec<u8>,
+    limit: QueueLimit,
+    /// Set when a send closed the connection under [`OnQueueFull::Close`].
+    overflowed: &'a mut bool,
+}
+
+/// The high-water mark and what to do at it, copied into each context.
+#[derive(Clone, Copy, Debug)]
+struct QueueLimit {
+    max_queued: usize,
+    on_full: OnQueueFull,
 }
 
 impl Context<'_> {
@@ -158,21 +241,33 @@ impl Context<'_> {
 
     /// Sends a message as one frame.
     pub fn send(&mut self, message: &Message<'_>) -> Result<(), SendError> {
+        self.check_room()?;
         self.conn.send(message, self.out)
+    }
+
+    /// Sends a message handed over by value: a large message that owns
+    /// its buffer is sent from that buffer without a copy (see
+    /// [`Connection::send_message`]). This is what an echo should use.
+    pub fn send_message(&mut self, message: Message<'_>) -> Result<(), SendError> {
+        self.check_room()?;
+        self.conn.send_message(message, self.out)
     }
 
     /// Sends a text message as one frame.
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.check_room()?;
         self.conn.send_text(text, self.out)
     }
 
     /// Sends a binary message as one frame.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.check_room()?;
         self.conn.send_binary(data, self.out)
     }
 
     /// Sends a ping.
     pub fn send_ping(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.check_room()?;
         self.conn.send_ping(data, self.out)
     }
 
@@ -181,9 +276,30 @@ impl Context<'_> {
         self.conn.close(code, reason, self.out)
     }
 
-    /// Bytes waiting for the transport to accept them.
+    /// Bytes waiting for the transport to accept them: the connection's
+    /// queue plus what this callback sent so far.
     pub fn queued_len(&self) -> usize {
-        self.conn.queued().len()
+        self.conn.queued_len() + self.out.len()
+    }
+
+    /// Refuses a data send or ping at the high-water mark, closing the
+    /// connection first under [`OnQueueFull::Close`]. Sends on a connection
+    /// that is not open keep their own error.
+    fn check_room(&mut self) -> Result<(), SendError> {
+        if self.queued_len() < self.limit.max_queued || self.conn.state() != State::Open {
+            return Ok(());
+        }
+        if self.limit.on_full == OnQueueFull::Close {
+            // The close frame goes behind the queue; the peer is not
+            // reading it, so input stops here and the loop drops the
+            // connection once the frame is flushed or the linger expires.
+            let _ = self
+                .conn
+                .close(CloseCode::POLICY, "output queue full", self.out);
+            self.conn.handle_eof();
+            *self.overflowed = true;
+        }
+        Err(SendError::QueueFull)
     }
 }
 
@@ -207,7 +323,16 @@ struct Slot<S> {
     conn: Connection,
     serial: u32,
     writable: bool,
+    /// Idle sweeps since the peer last showed life.
+    idle: u8,
 }
+
+/// Silent sweeps after which an open connection is pinged.
+const PING_SWEEPS: u8 = 3;
+/// Silent sweeps after which a connection is dropped.
+const DROP_SWEEPS: u8 = 5;
+/// Sweeps per idle timeout.
+const SWEEPS_PER_TIMEOUT: u32 = 4;
 
 /// Drives connections over a [`Transport`] and calls a [`Handler`].
 pub struct EventLoop<T: Transport, H> {
@@ -219,8 +344,14 @@ pub struct EventLoop<T: Transport, H> {
     out: Vec<u8>,
     events: Vec<Readiness>,
     deadlines: BinaryHeap<Reverse<(Duration, usize, u32)>>,
+    /// When the idle sweep runs next, if there is an idle timeout.
+    next_sweep: Option<Duration>,
+    /// Set by a [`Context`] whose send closed its connection.
+    overflowed: bool,
     next_serial: u32,
     accepting: bool,
+    /// When to try the listener again after a failed accept.
+    accept_retry: Option<Duration>,
     stats: LoopStats,
 }
 
@@ -238,10 +369,19 @@ impl<T: Transport, H> fmt::Debug for EventLoop<T, H> {
 /// large message does not pin its size for the life of the loop.
 const OUT_KEEP_CAPACITY: usize = 1 << 20;
 
+/// How long after a failed accept (out of file descriptors, most often)
+/// the loop tries the listener again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
 impl<T: Transport, H: Handler> EventLoop<T, H> {
     /// A loop over `transport` calling `handler`.
     pub fn new(transport: T, handler: H, config: LoopConfig) -> Self {
+        let next_sweep = config
+            .idle_timeout
+            .map(|idle| transport.now() + sweep_period(idle));
         EventLoop {
+            next_sweep,
+            overflowed: false,
             read_buf: vec![0; config.read_buffer_size.max(1)],
             transport,
             handler,
@@ -252,6 +392,7 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             deadlines: BinaryHeap::new(),
             next_serial: 0,
             accepting: true,
+            accept_retry: None,
             stats: LoopStats::default(),
         }
     }
@@ -291,6 +432,14 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
         self.stats
     }
 
+    /// Bytes of loop state per connection at rest (its slot in the slab;
+    /// the slab's own vacant/occupied tag fits in the slot's unused bit
+    /// patterns), not counting what the connection holds on the heap while
+    /// something is partial or queued.
+    pub fn bytes_per_connection() -> usize {
+        core::mem::size_of::<Slot<T::Stream>>()
+    }
+
     /// Stops taking new connections from the listener; waiting ones stay
     /// in the transport's backlog.
     pub fn stop_accepting(&mut self) {
@@ -322,6 +471,7 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             conn,
             serial,
             writable: true,
+            idle: 0,
         });
         self.push_deadline(key, serial);
         Ok(key)
@@ -340,9 +490,12 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             id,
             conn: &mut slot.conn,
             out: &mut self.out,
+            limit: QueueLimit::of(&self.config),
+            overflowed: &mut self.overflowed,
         };
         let result = f(&mut self.handler, &mut cx);
         self.flush(id);
+        self.end_if_overflowed(id);
         self.end_if_closed(id);
         Some(result)
     }
@@ -398,7 +551,11 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
         }
         self.events = events;
 
+        if self.accept_retry.is_some_and(|at| at <= self.transport.now()) {
+            self.accept_all();
+        }
         self.expire_deadlines();
+        self.sweep_idle();
         Ok(())
     }
 
@@ -413,11 +570,59 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
     }
 
     fn timeout_until_deadline(&self, timeout: Option<Duration>) -> Option<Duration> {
-        let Some(Reverse((at, _, _))) = self.deadlines.peek() else {
+        let deadline = self.deadlines.peek().map(|Reverse((at, _, _))| *at);
+        // The sweep matters only while there are connections to sweep.
+        let sweep = self.next_sweep.filter(|_| !self.slots.is_empty());
+        let next = [deadline, sweep, self.accept_retry]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(next) = next else {
             return timeout;
         };
-        let until = at.saturating_sub(self.transport.now());
+        let until = next.saturating_sub(self.transport.now());
         Some(timeout.map_or(until, |t| t.min(until)))
+    }
+
+    /// Counts one silent sweep on every open or closing connection, pings
+    /// those silent for [`PING_SWEEPS`] and drops those silent for
+    /// [`DROP_SWEEPS`]. Runs once per quarter of the idle timeout.
+    fn sweep_idle(&mut self) {
+        let (Some(idle), Some(at)) = (self.config.idle_timeout, self.next_sweep) else {
+            return;
+        };
+        let now = self.transport.now();
+        if now < at {
+            return;
+        }
+        self.next_sweep = Some(now + sweep_period(idle));
+
+        // Walking the keys by index needs no allocation; vacant keys are
+        // skipped.
+        for key in 0..self.slots.capacity() {
+            let Some(slot) = self.slots.get_mut(key) else {
+                continue;
+            };
+            let state = slot.conn.state();
+            if slot.serial & LINGER_BIT != 0 || !matches!(state, State::Open | State::Closing) {
+                continue;
+            }
+            slot.idle = slot.idle.saturating_add(1);
+            if slot.idle >= DROP_SWEEPS {
+                if state == State::Open {
+                    // Only fails on a connection that is not open.
+                    let _ = slot
+                        .conn
+                        .close(CloseCode::GOING_AWAY, "idle timeout", &mut self.out);
+                }
+                slot.conn.handle_eof();
+                self.flush(key);
+                self.linger_or_end(key, Ended::IdleTimeout);
+            } else if slot.idle == PING_SWEEPS && state == State::Open {
+                let _ = slot.conn.send_ping(b"", &mut self.out);
+                self.flush(key);
+            }
+        }
     }
 
     fn expire_deadlines(&mut self) {
@@ -450,15 +655,18 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
     }
 
     fn accept_all(&mut self) {
+        self.accept_retry = None;
         while self.accepting {
             let stream = match self.transport.accept() {
                 Ok(Some(stream)) => stream,
                 Ok(None) => return,
                 Err(_) => {
                     // Most often out of file descriptors. The waiting
-                    // connection stays in the backlog; the next readiness
-                    // of the listener tries again.
+                    // connection stays in the backlog, and an edge-triggered
+                    // listener reports nothing new until another one
+                    // arrives: retry on a timer instead.
                     self.stats.accept_errors += 1;
+                    self.accept_retry = Some(self.transport.now() + ACCEPT_RETRY);
                     return;
                 }
             };
@@ -494,6 +702,7 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             conn,
             serial,
             writable: false,
+            idle: 0,
         });
         self.push_deadline(key, serial);
     }
@@ -501,7 +710,9 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
     /// Reads connection `key` until a read leaves its buffer unfilled
     /// (everything waiting was taken: a syscall that would only say "would
     /// block" is saved) or, after a `hangup`, until the end of the stream.
+    /// Reading pauses while the output queue is above its mark.
     fn on_readable(&mut self, key: usize, hangup: bool) {
+        let pause_at = self.pause_at();
         loop {
             let Some(slot) = self.slots.get_mut(key) else {
                 return;
@@ -510,9 +721,15 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
                 // Lingering to flush: input is no longer of interest.
                 return;
             }
+            if slot.conn.queued_len() > pause_at {
+                // Backpressure: the input stays in the transport until the
+                // queue drains (see `on_writable`).
+                return;
+            }
             let read = self.transport.read(&mut slot.stream, &mut self.read_buf);
             match read {
                 Ok(Io::Done(n)) => {
+                    slot.idle = 0;
                     let drained = n < self.read_buf.len() && !hangup;
                     if !self.handle_input(key, n) || drained {
                         return;
@@ -545,8 +762,10 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             read_buf,
             out,
             stats,
+            overflowed,
             ..
         } = self;
+        let limit = QueueLimit::of(config);
         let slot = &mut slots[key];
         let mut input = Input::new(&mut read_buf[..n]);
 
@@ -564,6 +783,8 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
                 id: key,
                 conn: &mut slot.conn,
                 out,
+                limit,
+                overflowed,
             };
             match event {
                 Event::Open => {
@@ -580,7 +801,22 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             }
         }
 
-        self.flush(key);
+        // A peer that sent its close (or broke the protocol) and then reset
+        // the stream is reported for what it sent, not for the failed
+        // answer.
+        let flushed = self.try_flush(key);
+        if let Err(e) = flushed {
+            match &ended {
+                None => self.end(key, Ended::Transport(&e)),
+                Some(Ok(code)) => self.end(key, Ended::Closed(*code)),
+                Some(Err(error)) => self.end(key, Ended::Failed(error)),
+            }
+            self.overflowed = false;
+            return false;
+        }
+        if self.end_if_overflowed(key) {
+            return false;
+        }
         match ended {
             None => {
                 self.end_if_closed(key);
@@ -598,10 +834,36 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
     }
 
     fn on_writable(&mut self, key: usize) {
-        if !self.write_queued(key) {
+        let pause_at = self.pause_at();
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let before = slot.conn.queued_len();
+        while !slot.conn.queued().is_empty() {
+            match self
+                .transport
+                .write(&mut slot.stream, &[slot.conn.queued()])
+            {
+                Ok(Io::Done(n)) => {
+                    // The peer took bytes that had waited: it is alive.
+                    slot.conn.advance_queued(n);
+                    slot.idle = 0;
+                }
+                Ok(Io::WouldBlock | Io::Closed) => break,
+                Err(e) => {
+                    self.end(key, Ended::Transport(&e));
+                    return;
+                }
+            }
+        }
+        let after = slot.conn.queued_len();
+        if after > 0 {
+            if before > pause_at && after <= pause_at {
+                self.on_readable(key, true);
+            }
             return;
         }
-        let slot = &mut self.slots[key];
+
         if slot.writable {
             slot.writable = false;
             if let Err(e) = self.transport.set_writable(&mut slot.stream, key, false) {
@@ -609,78 +871,110 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
                 return;
             }
         }
-        if slot.conn.state() == State::Closed {
-            self.end(key, Ended::Closed(CloseCode::NORMAL));
+        match slot.conn.state() {
+            State::Closed => self.end(key, Ended::Closed(CloseCode::NORMAL)),
+            State::Open if before > 0 => self.drained(key, before > pause_at),
+            _ if before > pause_at => self.on_readable(key, true),
+            State::Handshake | State::Open | State::Closing => {}
         }
     }
 
-    /// Writes connection `key`'s queue until it is empty or the transport
-    /// takes no more. Returns whether the queue is empty; `false` also when
-    /// the connection ended on a transport error.
-    fn write_queued(&mut self, key: usize) -> bool {
-        let Some(slot) = self.slots.get_mut(key) else {
-            return false;
+    /// Tells the handler that connection `key`'s queue drained, sends what
+    /// it answers, and resumes reading if reading had paused.
+    fn drained(&mut self, key: usize, was_paused: bool) {
+        let slot = &mut self.slots[key];
+        let mut cx = Context {
+            id: key,
+            conn: &mut slot.conn,
+            out: &mut self.out,
+            limit: QueueLimit::of(&self.config),
+            overflowed: &mut self.overflowed,
         };
-        while !slot.conn.queued().is_empty() {
-            match self
-                .transport
-                .write(&mut slot.stream, &[slot.conn.queued()])
-            {
-                Ok(Io::Done(n)) => slot.conn.advance_queued(n),
-                Ok(Io::WouldBlock | Io::Closed) => return false,
-                Err(e) => {
-                    self.end(key, Ended::Transport(&e));
-                    return false;
-                }
-            }
+        self.handler.on_drain(&mut cx);
+        self.flush(key);
+        if self.end_if_overflowed(key) {
+            return;
         }
+        self.end_if_closed(key);
+        if was_paused {
+            self.on_readable(key, true);
+        }
+    }
+
+    /// Queue length above which reading pauses: room is left for the
+    /// automatic answers to one full read.
+    fn pause_at(&self) -> usize {
+        self.config
+            .max_queued
+            .saturating_sub(self.config.read_buffer_size)
+    }
+
+    /// Drops connection `key` if a send in the last callback closed it at
+    /// the high-water mark. Returns whether it did.
+    fn end_if_overflowed(&mut self, key: usize) -> bool {
+        if !core::mem::take(&mut self.overflowed) {
+            return false;
+        }
+        self.linger_or_end(key, Ended::QueueFull);
         true
     }
 
-    /// Transmits what connection `key` produced: the shared output buffer
-    /// straight to the transport when nothing is queued before it (into
-    /// the connection's queue otherwise, and for whatever the transport did
-    /// not take), then the queue itself, which large frames are encoded
-    /// into directly. Writable interest is on while anything stays queued.
+    /// Transmits the shared output buffer for connection `key`: straight to
+    /// the transport when nothing is queued before it, into the
+    /// connection's queue otherwise (and for whatever the transport did not
+    /// take), with writable interest on while anything is queued.
     fn flush(&mut self, key: usize) {
+        if let Err(e) = self.try_flush(key) {
+            self.end(key, Ended::Transport(&e));
+        }
+    }
+
+    /// [`EventLoop::flush`] leaving the connection alive on a transport
+    /// error, for a caller that reports the end itself.
+    fn try_flush(&mut self, key: usize) -> Result<(), T::Error> {
+        let result = self.write_out(key);
+        self.clear_out();
+        result
+    }
+
+    fn write_out(&mut self, key: usize) -> Result<(), T::Error> {
         let Some(slot) = self.slots.get_mut(key) else {
-            self.clear_out();
-            return;
+            return Ok(());
         };
+
+        let mut stream_full = false;
         if !self.out.is_empty() {
             let mut written = 0;
             if slot.conn.queued().is_empty() {
-                match self.transport.write(&mut slot.stream, &[&self.out]) {
-                    Ok(Io::Done(n)) => written = n,
-                    Ok(Io::WouldBlock | Io::Closed) => {}
-                    Err(e) => {
-                        self.clear_out();
-                        self.end(key, Ended::Transport(&e));
-                        return;
-                    }
+                match self.transport.write(&mut slot.stream, &[&self.out])? {
+                    Io::Done(n) => written = n,
+                    Io::WouldBlock | Io::Closed => {}
                 }
+                stream_full = written < self.out.len();
             }
             slot.conn.queue(&self.out[written..]);
-            self.clear_out();
+        }
+        if slot.writable || slot.conn.queued().is_empty() {
+            return Ok(());
         }
 
-        // While writable interest is on, the queue is drained when the
-        // stream is writable; otherwise it holds a fresh large frame (or
-        // the rest of `out`), worth one direct attempt now.
-        let slot = &mut self.slots[key];
-        if slot.writable || slot.conn.queued().is_empty() {
-            return;
+        // Writable interest is off, so nothing else will write the queue:
+        // it holds a large frame encoded there directly (or the rest of
+        // `out`). One attempt now unless the stream just said it is full.
+        while !stream_full && !slot.conn.queued().is_empty() {
+            match self
+                .transport
+                .write(&mut slot.stream, &[slot.conn.queued()])?
+            {
+                Io::Done(n) => slot.conn.advance_queued(n),
+                Io::WouldBlock | Io::Closed => stream_full = true,
+            }
         }
-        if self.write_queued(key) {
-            return;
+        if !slot.conn.queued().is_empty() {
+            slot.writable = true;
+            self.transport.set_writable(&mut slot.stream, key, true)?;
         }
-        let Some(slot) = self.slots.get_mut(key) else {
-            return;
-        };
-        slot.writable = true;
-        if let Err(e) = self.transport.set_writable(&mut slot.stream, key, true) {
-            self.end(key, Ended::Transport(&e));
-        }
+        Ok(())
     }
 
     fn clear_out(&mut self) {
@@ -712,6 +1006,10 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             self.end(key, ended);
             return;
         }
+        if slot.serial & LINGER_BIT != 0 {
+            // Already lingering, its end reported.
+            return;
+        }
         // Report the end now; the slot stays only to flush the answer, and
         // the marked serial keeps the end from being reported twice.
         self.handler.on_close(key, ended);
@@ -739,3 +1037,17 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
 /// Set in a slot's serial once its end was reported while it lingers to
 /// flush its last output.
 const LINGER_BIT: u32 = 1 << 31;
+
+/// Time between two idle sweeps.
+fn sweep_period(idle_timeout: Duration) -> Duration {
+    (idle_timeout / SWEEPS_PER_TIMEOUT).max(Duration::from_millis(1))
+}
+
+impl QueueLimit {
+    fn of(config: &LoopConfig) -> Self {
+        QueueLimit {
+            max_queued: config.max_queued,
+            on_full: config.on_queue_full,
+        }
+    }
+}

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use tern_core::{
-    CloseCode, Config, Connection, Error, Event, ProtocolError, Role, SendError, State,
+    CloseCode, Config, Connection, Error, Event, Message, ProtocolError, Role, SendError, State,
 };
 
 fn server() -> Connection {
@@ -870,4 +870,63 @@ fn random_garbage_never_panics_or_stalls() {
             }
         }
     }
+}
+
+#[test]
+fn owned_large_messages_are_queued_without_a_copy() {
+    use std::borrow::Cow;
+    use tern_core::connection::DIRECT_QUEUE_MIN;
+
+    let mut s = server();
+    let mut out = Vec::new();
+    s.send_text("before", &mut out).unwrap();
+    let payload = vec![3u8; DIRECT_QUEUE_MIN];
+    let address = payload.as_ptr();
+    s.send_message(Message::Binary(Cow::Owned(payload)), &mut out)
+        .unwrap();
+    assert!(out.is_empty());
+
+    // Wire order: the earlier frame, the header, then the very buffer that
+    // was handed over.
+    let mut parts = Vec::new();
+    while !s.queued().is_empty() {
+        parts.push((s.queued().as_ptr(), s.queued().to_vec()));
+        s.advance_queued(s.queued().len());
+    }
+    assert_eq!(parts.len(), 2);
+    let mut head = vec![0x81, 0x06];
+    head.extend_from_slice(b"before");
+    head.extend_from_slice(&[0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]);
+    assert_eq!(parts[0].1, head);
+    assert_eq!(parts[1].0, address);
+    assert!(parts[1].1.iter().all(|&b| b == 3));
+    assert_eq!(s.buffered_bytes(), 0);
+}
+
+#[test]
+fn owned_messages_from_a_client_are_masked_in_place() {
+    use std::borrow::Cow;
+    use tern_core::connection::DIRECT_QUEUE_MIN;
+
+    let mut pair = Pair::open(11);
+    let text = "é".repeat(DIRECT_QUEUE_MIN);
+    pair.client
+        .send_message(
+            Message::Text(Cow::Owned(text.clone())),
+            &mut pair.client_out,
+        )
+        .unwrap();
+    // A small borrowed message is sent as by `send`.
+    pair.client
+        .send_message(
+            Message::Binary(Cow::Borrowed(b"tiny")),
+            &mut pair.client_out,
+        )
+        .unwrap();
+    let fed = pair.deliver_to_server();
+    assert_eq!(fed.error, None);
+    assert_eq!(
+        fed.events,
+        vec![common::text(&text), common::binary(b"tiny")]
+    );
 }

@@ -15,7 +15,7 @@ struct Echo;
 impl Handler for Echo {
     fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>) {
         // A send fails only when the connection is closing: nothing to do.
-        let _ = cx.send(&message);
+        let _ = cx.send_message(message);
     }
 }
 

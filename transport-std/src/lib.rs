@@ -39,6 +39,8 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tern_core::transport::{Io, Readiness, Token, Transport};
 use tern_core::{CloseCode, EventLoop, Handler, LoopConfig};
 
+pub mod attack;
+
 const LISTENER: mio::Token = mio::Token(usize::MAX);
 const WAKER: mio::Token = mio::Token(usize::MAX - 1);
 

@@ -12,7 +12,7 @@ struct Echo;
 
 impl Handler for Echo {
     fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>) {
-        let _ = cx.send(&message);
+        let _ = cx.send_message(message);
     }
 }
 

@@ -56,6 +56,19 @@ fn validate<'b>(head: &'b [u8], config: &Config) -> Result<Accepted<'b>, Handsha
     if request.version != Some(1) {
         return Err(HandshakeError::HttpVersion);
     }
+    // Section 3 and 4.1: the target is a resource name (`/path?query`) or
+    // an absolute `http`/`https` URI; `*` and other forms are not.
+    let target = request.path.unwrap_or("");
+    let absolute = ["http://", "https://", "ws://", "wss://"]
+        .iter()
+        .any(|scheme| {
+            target.len() > scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme)
+        });
+    if !target.starts_with('/') && !absolute {
+        return Err(HandshakeError::Malformed(
+            "request target is not a resource name",
+        ));
+    }
     let fields: &[Header<'b>] = request.headers;
 
     // Item 2: exactly one Host (RFC 7230 section 5.4 refuses several).
@@ -271,6 +284,26 @@ mod tests {
         answer_request(standard().as_bytes(), &Config::DEFAULT, &mut out).unwrap();
         assert_eq!(&out[..7], b"earlier");
         assert_eq!(&out[7..], RFC_101.as_bytes());
+    }
+
+    #[test]
+    fn request_targets_must_name_a_resource() {
+        for target in ["/", "/chat?room=1", "http://h/x", "HTTPS://h:443/"] {
+            let head = standard().replacen("/chat", target, 1);
+            assert_eq!(answer(&head, &Config::DEFAULT).0, Ok(()), "{target}");
+        }
+        for target in ["*", "chat", "ftp://h/x", "http://"] {
+            let head = standard().replacen("/chat", target, 1);
+            let (result, out) = answer(&head, &Config::DEFAULT);
+            assert_eq!(
+                result,
+                Err(HandshakeError::Malformed(
+                    "request target is not a resource name"
+                )),
+                "{target}"
+            );
+            assert!(out.starts_with("HTTP/1.1 400 "), "{target}");
+        }
     }
 
     /// A request whose Upgrade and Connection lines are `lines`.

@@ -159,8 +159,11 @@ pub fn binary(b: &[u8]) -> Event<'static> {
 /// Everything `conn` has to send, in wire order: its queue (where large
 /// frames are encoded), then `out`.
 pub fn take_output(conn: &mut Connection, out: &mut Vec<u8>) -> Vec<u8> {
-    let mut bytes = conn.queued().to_vec();
-    conn.advance_queued(bytes.len());
+    let mut bytes = Vec::new();
+    while !conn.queued().is_empty() {
+        bytes.extend_from_slice(conn.queued());
+        conn.advance_queued(conn.queued().len());
+    }
     bytes.append(out);
     bytes
 }
