@@ -61,7 +61,11 @@ fn raw_serve(args: &ServeArgs) -> Outcome {
         eprintln!("tern serve --raw: {:?} resolved to no address", args.host);
         return Outcome::Refused;
     };
-    match crate::raw::serve(addr, args.loops) {
+    let Ok(loops) = usize::try_from(args.loops) else {
+        eprintln!("tern serve --raw: --loops {} is too many", args.loops);
+        return Outcome::Refused;
+    };
+    match crate::raw::serve(addr, loops) {
         Ok(()) => Outcome::Ok,
         Err(e) => {
             eprintln!("tern serve --raw: {e}");

@@ -1290,7 +1290,7 @@ fn figures(report: &CompareReport, first: &ServerResult) -> String {
             s.cores,
         ));
         r.push(
-            rep.connections_per_mb
+            rep.connections_per_mib
                 .map_or("-".to_string(), |v| format!("{v:.0}")),
         );
         r.push(

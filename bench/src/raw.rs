@@ -658,9 +658,9 @@ impl RawClient {
         open.map(|(k, _)| k).collect()
     }
 
-    /// Builds a masked text frame of `size` payload bytes, as a client
-    /// sends it (RFC 6455 section 5.3).
-    fn build_frame(size: usize, opcode: OpCode, seed: u64) -> Vec<u8> {
+    /// Builds a masked frame of `size` payload bytes, as a client sends it
+    /// (RFC 6455 section 5.3); fails when the memory cannot be had.
+    fn build_frame(size: usize, opcode: OpCode, seed: u64) -> Result<Vec<u8>, String> {
         let key = (payload::mix(seed) as u32).to_le_bytes();
         let header = FrameHeader {
             fin: true,
@@ -668,12 +668,18 @@ impl RawClient {
             mask: Some(key),
             len: size as u64,
         };
+        let no_memory = |e| format!("no memory for a {size}-byte message: {e}");
         let mut body = Vec::new();
-        payload::fill(&mut body, size, seed, 0, opcode == OpCode::Text);
+        payload::fill(&mut body, size, seed, 0, opcode == OpCode::Text).map_err(no_memory)?;
         apply_mask(&mut body, key, 0);
-        let mut frame = header.encode().as_bytes().to_vec();
-        frame.extend_from_slice(&body);
+        let head = header.encode();
+        let mut frame = Vec::new();
         frame
+            .try_reserve_exact(head.as_bytes().len() + size)
+            .map_err(no_memory)?;
+        frame.extend_from_slice(head.as_bytes());
+        frame.extend_from_slice(&body);
+        Ok(frame)
     }
 
     /// Echoes on `ids` for `duration`, one text message of `size` bytes in
@@ -686,14 +692,20 @@ impl RawClient {
         duration: Duration,
         drain: Duration,
     ) -> EchoReport {
-        self.frame = Self::build_frame(size, OpCode::Text, size as u64);
         self.counters = Counters::default();
-        self.sending = true;
         let mut report = EchoReport {
             connections: ids.len() as u64,
             size_bytes: size as u64,
             ..EchoReport::default()
         };
+        self.frame = match Self::build_frame(size, OpCode::Text, size as u64) {
+            Ok(frame) => frame,
+            Err(e) => {
+                report.errors.insert(e, 1);
+                return report;
+            }
+        };
+        self.sending = true;
         let start = Instant::now();
         for &id in ids {
             if !self.conns.contains(id) {
@@ -770,7 +782,13 @@ impl RawClient {
                 .push(format!("{size} bytes do not fit in memory"));
             return report;
         };
-        self.frame = Self::build_frame(len, OpCode::Binary, 0xb01c);
+        self.frame = match Self::build_frame(len, OpCode::Binary, 0xb01c) {
+            Ok(frame) => frame,
+            Err(e) => {
+                report.failures.push(e);
+                return report;
+            }
+        };
         self.counters = Counters::default();
         self.sending = false;
         if !self.conns.contains(id) {
