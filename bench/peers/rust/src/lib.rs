@@ -42,6 +42,19 @@ pub fn options(name: &str) -> Options {
     }
 }
 
+/// Backlog of the listening socket, as tern's server asks for: a storm
+/// of connections must not overflow the accept queue (the kernel caps it
+/// at `net.core.somaxconn`).
+pub const BACKLOG: u32 = 65_535;
+
+/// A listener on `addr` with the [`BACKLOG`]; needs a tokio runtime.
+pub fn listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// A tokio runtime with `threads` workers (a current-thread one for 1).
 pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if threads == 1 {

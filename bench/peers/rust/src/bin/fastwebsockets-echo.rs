@@ -9,7 +9,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 
 async fn echo(upgraded: UpgradeFut) -> Result<(), WebSocketError> {
     let mut ws = upgraded.await?;
@@ -39,7 +38,7 @@ async fn accept(mut request: Request<Incoming>) -> Result<Response<Empty<Bytes>>
 fn main() -> std::io::Result<()> {
     let options = tern_peers::options("fastwebsockets-echo");
     tern_peers::runtime(options.threads)?.block_on(async move {
-        let listener = TcpListener::bind(options.addr).await?;
+        let listener = tern_peers::listener(options.addr)?;
         println!("listening on ws://{}", listener.local_addr()?);
         loop {
             let (stream, _) = listener.accept().await?;

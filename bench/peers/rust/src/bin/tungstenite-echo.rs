@@ -2,7 +2,7 @@
 //! raised to [`tern_peers::MAX_MESSAGE`].
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 async fn echo(stream: TcpStream) {
@@ -27,7 +27,7 @@ async fn echo(stream: TcpStream) {
 fn main() -> std::io::Result<()> {
     let options = tern_peers::options("tungstenite-echo");
     tern_peers::runtime(options.threads)?.block_on(async move {
-        let listener = TcpListener::bind(options.addr).await?;
+        let listener = tern_peers::listener(options.addr)?;
         println!("listening on ws://{}", listener.local_addr()?);
         loop {
             let (stream, _) = listener.accept().await?;
