@@ -28,6 +28,9 @@ pub const THROUGHPUT_HELD: &str = "the message, its queued copy and its echo";
 
 /// Runs `tern serve`.
 pub fn serve(args: ServeArgs) -> Outcome {
+    if args.raw {
+        return raw_serve(&args);
+    }
     let options = ServeOptions {
         host: args.host,
         port: args.port,
@@ -40,6 +43,32 @@ pub fn serve(args: ServeArgs) -> Outcome {
         Ok(()) => Outcome::Ok,
         Err(e) => {
             eprintln!("tern serve: {e}");
+            Outcome::Failed
+        }
+    }
+}
+
+/// Runs `tern serve --raw`.
+fn raw_serve(args: &ServeArgs) -> Outcome {
+    let addr = match std::net::ToSocketAddrs::to_socket_addrs(&(args.host.as_str(), args.port)) {
+        Ok(mut addrs) => addrs.next(),
+        Err(e) => {
+            eprintln!("tern serve --raw: cannot resolve {:?}: {e}", args.host);
+            return Outcome::Refused;
+        }
+    };
+    let Some(addr) = addr else {
+        eprintln!("tern serve --raw: {:?} resolved to no address", args.host);
+        return Outcome::Refused;
+    };
+    let Ok(loops) = usize::try_from(args.loops) else {
+        eprintln!("tern serve --raw: --loops {} is too many", args.loops);
+        return Outcome::Refused;
+    };
+    match crate::raw::serve(addr, loops) {
+        Ok(()) => Outcome::Ok,
+        Err(e) => {
+            eprintln!("tern serve --raw: {e}");
             Outcome::Failed
         }
     }

@@ -16,10 +16,12 @@
 
 mod client;
 mod commands;
+mod compare;
 mod latency;
 mod limits;
 mod payload;
 mod procfs;
+mod raw;
 mod report;
 mod run;
 mod serve;
@@ -52,6 +54,9 @@ enum Command {
     /// The embedded default: a tern server child, then a connection storm,
     /// echoes and a throughput round under the live dashboard.
     Run(RunArgs),
+    /// The three measurements against tern, the raw-TCP limit and the
+    /// peer servers, in one table.
+    Compare(CompareArgs),
 }
 
 /// Options of `tern serve`.
@@ -75,6 +80,10 @@ struct ServeArgs {
     /// loops up to loops x ceil(N/loops) in all.
     #[arg(long, value_parser = units::parse_positive)]
     max_connections: Option<u64>,
+    /// Run the raw-TCP limit instead: a canned 101, then bytes echoed
+    /// without framing (only --host, --port and --loops apply).
+    #[arg(long)]
+    raw: bool,
 }
 
 /// Options shared by the client commands.
@@ -174,6 +183,75 @@ struct RunArgs {
     timeout: Duration,
 }
 
+/// Options of `tern compare`.
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// Built-in servers to run, comma-separated (default: all of them:
+    /// raw-tcp, raw-tcp-Nloops, tern, tern-Nloops, node-ws, websocketpp,
+    /// tokio-tungstenite, fastwebsockets).
+    #[arg(long)]
+    servers: Option<String>,
+    /// A running server to measure too (repeatable), e.g. ws://127.0.0.1:9001.
+    #[arg(long)]
+    url: Vec<String>,
+    /// The CI mode: 1,000 connections, 500 echoing for 1 s, one 8 MB
+    /// message, 20 s limits; fails when a peer is missing.
+    #[arg(long)]
+    short: bool,
+    /// Connections in the storm (default 15,000).
+    #[arg(long)]
+    connections: Option<u64>,
+    /// Connections that echo (default 10,000).
+    #[arg(long)]
+    echo_connections: Option<u64>,
+    /// Time of echoes at each message size (default 5s).
+    #[arg(long, value_parser = units::parse_duration)]
+    echo_seconds: Option<Duration>,
+    /// Echo message sizes, comma-separated (default 20,512).
+    #[arg(long, value_delimiter = ',', value_parser = units::parse_size)]
+    sizes: Option<Vec<u64>>,
+    /// Large message sizes, comma-separated (default 100MB,30MB).
+    #[arg(long, value_delimiter = ',', value_parser = units::parse_size)]
+    big: Option<Vec<u64>>,
+    /// Client threads making the load (default: one per core).
+    #[arg(long)]
+    client_threads: Option<usize>,
+    /// Handshakes under way at once in the storm (all threads together).
+    #[arg(long, default_value_t = 1000)]
+    in_flight: u64,
+    /// Limit for each phase (default 60s, 20s with --short).
+    #[arg(long, value_parser = units::parse_duration)]
+    timeout: Option<Duration>,
+    /// Also echo (first --sizes size) on all of N connections for each N
+    /// given, comma-separated, on fresh connections (e.g.
+    /// 1000,5000,10000,15000,19000): the cost curve.
+    #[arg(long, value_delimiter = ',')]
+    curve: Option<Vec<u64>>,
+    /// Fail when a peer is not installed (implied by --short).
+    #[arg(long)]
+    require_peers: bool,
+    /// Where the peers are built (default: bench/peers of this source tree).
+    #[arg(long)]
+    peers_dir: Option<std::path::PathBuf>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json_out: Option<std::path::PathBuf>,
+}
+
+#[cfg(test)]
+impl CompareArgs {
+    /// Short-mode options with `threads` client threads.
+    fn for_tests(threads: usize) -> CompareArgs {
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            args: CompareArgs,
+        }
+        let threads = threads.to_string();
+        Wrap::parse_from(["compare", "--short", "--client-threads", &threads]).args
+    }
+}
+
 /// The exit status of a command: 0 ok, 1 the run failed, 2 refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
@@ -206,6 +284,7 @@ fn main() -> ExitCode {
         Command::Echo(args) => commands::echo(args),
         Command::Throughput(args) => commands::throughput(args),
         Command::Run(args) => run::run(args),
+        Command::Compare(args) => compare::compare(args),
     };
     outcome.into()
 }
