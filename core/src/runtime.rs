@@ -20,8 +20,11 @@
 //! [`LoopConfig::handshake_timeout`] of being accepted or connected: the
 //! deadline is absolute, so a peer that trickles bytes cannot extend it. A
 //! connection that is closed but still has queued output (a close frame the
-//! peer has not read yet) lingers for at most the same time. These few
-//! short-lived deadlines sit in a heap.
+//! peer has not read yet) lingers for at most the same time. Both use the
+//! same timeout, so deadlines come due in the order they were set: they sit
+//! in a FIFO queue, and the entries of handshakes that completed are
+//! dropped from its front as soon as they are stale, so a storm of
+//! connections leaves no deadline memory behind once it is over.
 //!
 //! # Idle connections
 //!
@@ -55,10 +58,9 @@
 //! one message (the send that crossed the mark) of the server's memory, and
 //! the idle sweep drops it, since it shows no life.
 
-use alloc::collections::BinaryHeap;
+use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::cmp::Reverse;
 use core::fmt;
 use core::time::Duration;
 
@@ -343,7 +345,7 @@ pub struct EventLoop<T: Transport, H> {
     read_buf: Vec<u8>,
     out: Vec<u8>,
     events: Vec<Readiness>,
-    deadlines: BinaryHeap<Reverse<(Duration, usize, u32)>>,
+    deadlines: VecDeque<(Duration, usize, u32)>,
     /// When the idle sweep runs next, if there is an idle timeout.
     next_sweep: Option<Duration>,
     /// Set by a [`Context`] whose send closed its connection.
@@ -389,7 +391,7 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             slots: Slab::new(),
             out: Vec::new(),
             events: Vec::with_capacity(1024),
-            deadlines: BinaryHeap::new(),
+            deadlines: VecDeque::new(),
             next_serial: 0,
             accepting: true,
             accept_retry: None,
@@ -438,6 +440,13 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
     /// something is partial or queued.
     pub fn bytes_per_connection() -> usize {
         core::mem::size_of::<Slot<T::Stream>>()
+    }
+
+    /// Deadlines still queued: handshakes under way and closed connections
+    /// lingering to flush (stale entries may remain behind a waiting one
+    /// until it resolves).
+    pub fn pending_deadlines(&self) -> usize {
+        self.deadlines.len()
     }
 
     /// Stops taking new connections from the listener; waiting ones stay
@@ -569,11 +578,11 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
 
     fn push_deadline(&mut self, key: usize, serial: u32) {
         let at = self.transport.now() + self.config.handshake_timeout;
-        self.deadlines.push(Reverse((at, key, serial)));
+        self.deadlines.push_back((at, key, serial));
     }
 
     fn timeout_until_deadline(&self, timeout: Option<Duration>) -> Option<Duration> {
-        let deadline = self.deadlines.peek().map(|Reverse((at, _, _))| *at);
+        let deadline = self.deadlines.front().map(|&(at, _, _)| at);
         // The sweep matters only while there are connections to sweep.
         let sweep = self.next_sweep.filter(|_| !self.slots.is_empty());
         let next = [deadline, sweep, self.accept_retry]
@@ -630,11 +639,11 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
 
     fn expire_deadlines(&mut self) {
         let now = self.transport.now();
-        while let Some(Reverse((at, key, serial))) = self.deadlines.peek().copied() {
+        while let Some(&(at, key, serial)) = self.deadlines.front() {
             if at > now {
                 break;
             }
-            self.deadlines.pop();
+            self.deadlines.pop_front();
 
             // The key may have been reused by a newer connection, or the
             // handshake may be long done: only the same, still waiting
@@ -654,6 +663,25 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
                 State::Closed => self.end(key, Ended::Abnormal),
                 State::Open | State::Closing => {}
             }
+        }
+    }
+
+    /// Drops deadlines at the front of the queue whose connection is gone
+    /// or no longer waits (its handshake completed), and gives back memory
+    /// the queue no longer needs.
+    fn prune_deadlines(&mut self) {
+        while let Some(&(_, key, serial)) = self.deadlines.front() {
+            let waiting = self.slots.get(key).is_some_and(|slot| {
+                slot.serial == serial
+                    && matches!(slot.conn.state(), State::Handshake | State::Closed)
+            });
+            if waiting {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
+        if self.deadlines.capacity() > 64 && self.deadlines.len() < self.deadlines.capacity() / 4 {
+            self.deadlines.shrink_to(self.deadlines.len() * 2);
         }
     }
 
@@ -782,6 +810,7 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
         let mut input = Input::new(&mut read_buf[..n]);
 
         let mut ended = None;
+        let mut opened = false;
         loop {
             let event = match slot.conn.poll_event(&config.protocol, &mut input, out) {
                 Ok(Some(event)) => event,
@@ -801,6 +830,7 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             match event {
                 Event::Open => {
                     stats.opened += 1;
+                    opened = true;
                     handler.on_open(&mut cx);
                 }
                 Event::Message(message) => handler.on_message(&mut cx, message),
@@ -811,6 +841,10 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
                     break;
                 }
             }
+        }
+
+        if opened {
+            self.prune_deadlines();
         }
 
         // A peer that sent its close (or broke the protocol) and then reset

@@ -142,3 +142,20 @@ fn close_all_sends_going_away() {
     assert!(server.is_empty());
     assert_eq!(server.handler().ended, [(0, 1001)]);
 }
+
+#[test]
+fn completed_handshakes_leave_no_deadlines_behind() {
+    let net = Network::new(64 * 1024);
+    let mut server = server(&net, LoopConfig::default());
+    let mut client = PipeTransport::new(&net, Side::Client);
+    let mut ends: Vec<_> = (0..200).map(|_| client.connect(&()).unwrap()).collect();
+    server.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(server.pending_deadlines(), 200);
+
+    for end in &mut ends {
+        client.write(end, &[REQUEST]).unwrap();
+    }
+    server.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(server.len(), 200);
+    assert_eq!(server.pending_deadlines(), 0);
+}
