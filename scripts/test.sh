@@ -130,6 +130,16 @@ run_tests() {
     cargo nextest run --workspace --no-fail-fast
 }
 
+# Each fuzz target for a short smoke period (longer runs: scripts/fuzz-smoke.sh).
+fuzz_smoke() { FUZZ_SECONDS="${TERN_FUZZ_SECONDS:-20}" scripts/fuzz-smoke.sh; }
+
+# The side-by-side comparison in its short mode: every peer must install.
+compare_short() {
+    scripts/install-peers.sh --strict
+    cargo build --release -p tern-bench
+    target/release/tern compare --short
+}
+
 # True when something accepts TCP connections at $1:$2.
 port_listens() {
     # shellcheck disable=SC2016 # $0 and $1 expand in the inner shell
@@ -184,15 +194,17 @@ autobahn() {
 }
 
 # Steps by name, in order; `bash scripts/test.sh clippy tests` runs only those.
-STEPS=(install fmt clippy doc nostd tests autobahn)
+# The test runners' summaries come last, so that they close the output.
+STEPS=(install fmt clippy doc nostd fuzz compare tests autobahn)
 declare -A TITLE=(
     [install]="install tools" [fmt]="cargo fmt --check" [clippy]="cargo clippy"
-    [doc]="cargo doc" [nostd]="no-std build of tern-core" [tests]="tests"
-    [autobahn]="Autobahn|Testsuite"
+    [doc]="cargo doc" [nostd]="no-std build of tern-core" [fuzz]="fuzz smoke"
+    [compare]="tern compare --short" [tests]="tests" [autobahn]="Autobahn|Testsuite"
 )
 declare -A BODY=(
     [install]=install_tools [fmt]=fmt_check [clippy]=clippy_check [doc]=doc_check
-    [nostd]=no_std_build [tests]=run_tests [autobahn]=autobahn
+    [nostd]=no_std_build [fuzz]=fuzz_smoke [compare]=compare_short [tests]=run_tests
+    [autobahn]=autobahn
 )
 
 selected=("$@")
