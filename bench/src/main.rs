@@ -102,7 +102,8 @@ struct ClientArgs {
     /// std: kernel sockets to URL. smoltcp-mem: a client and a server
     /// smoltcp stack in this process over an in-memory link (no URL, no
     /// open-file limit; a storm gets at least 200 µs per connection as its
-    /// limit; connections and echo only).
+    /// limit and at least 64 handshakes under way per 256 connections;
+    /// connections and echo only).
     #[arg(long, value_enum, default_value_t = TransportKind::Std)]
     transport: TransportKind,
     /// Spread connections over K local addresses 127.0.0.1..127.0.0.K

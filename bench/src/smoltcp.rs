@@ -33,7 +33,7 @@ use tern_core::{
     ClientRequest, CloseCode, ConnId, Context, Ended, EventLoop, Handler, Message, SendError,
 };
 use tern_monitor::{names, Mode, Registry, Status};
-use tern_transport_smoltcp::storm::{self, EchoServer};
+use tern_transport_smoltcp::storm::{self, EchoServer, StormConfig};
 use tern_transport_smoltcp::{
     mem_pair, mem_server, tap_server, MemPort, SmolTransport, StackConfig, TAP_TERN_ADDR,
 };
@@ -76,9 +76,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 /// Least wall time the close phase gets per connection.
 const CLOSE_TIME_PER_CONNECTION: Duration = Duration::from_micros(100);
-
-/// Loop steps between two looks at the clock and the stop flag.
-const CHECK_EVERY: u64 = 16;
 
 /// Mismatched echoes described in the report, at most.
 const MISMATCH_EXAMPLES: usize = 3;
@@ -393,7 +390,6 @@ impl MemBench {
             ..StormReport::default()
         };
         let mut begun = 0u64;
-        let mut steps = 0u64;
         let mut timed_out = false;
         loop {
             let h = self.client.handler();
@@ -401,15 +397,15 @@ impl MemBench {
             if settled >= n {
                 break;
             }
-            if steps.is_multiple_of(CHECK_EVERY) {
-                if self.stopped() {
-                    report.interrupted = true;
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    timed_out = true;
-                    break;
-                }
+            // One step over a large pair can take a good part of a
+            // second: the clock is read before every one.
+            if self.stopped() {
+                report.interrupted = true;
+                break;
+            }
+            if Instant::now() >= deadline {
+                timed_out = true;
+                break;
             }
 
             // Keep `in_flight` handshakes under way.
@@ -427,7 +423,6 @@ impl MemBench {
             }
 
             self.step()?;
-            steps += 1;
             let (opened, failed) = (self.client.handler().opened, self.client.handler().failed);
             self.progress
                 .tick(|| format!("storm {opened}/{n} open, {failed} failed"));
@@ -467,19 +462,15 @@ impl MemBench {
             self.client.with_connection(id, |h, cx| h.send_next(cx));
         }
         let send_until = started + options.duration;
-        let mut steps = 0u64;
         while self.client.handler().echo.in_flight > 0 {
-            if steps.is_multiple_of(CHECK_EVERY) {
-                if self.stopped() {
-                    report.interrupted = true;
-                    break;
-                }
-                if Instant::now() >= send_until {
-                    break;
-                }
+            if self.stopped() {
+                report.interrupted = true;
+                break;
+            }
+            if Instant::now() >= send_until {
+                break;
             }
             self.step()?;
-            steps += 1;
             let (echoes, elapsed) = (self.client.handler().echo.echoes, started.elapsed());
             self.progress.tick(|| {
                 let (t, d) = (elapsed.as_secs_f64(), options.duration.as_secs_f64());
@@ -490,14 +481,11 @@ impl MemBench {
         // Stop sending and wait for the echoes still in flight.
         self.client.handler_mut().echo.sending = false;
         let drain_until = Instant::now() + options.drain;
-        let mut steps = 0u64;
         while self.client.handler().echo.in_flight > 0 && !report.interrupted {
-            let look = steps.is_multiple_of(CHECK_EVERY);
-            if look && (self.stopped() || Instant::now() >= drain_until) {
+            if self.stopped() || Instant::now() >= drain_until {
                 break;
             }
             self.step()?;
-            steps += 1;
         }
 
         let echo = &mut self.client.handler_mut().echo;
@@ -523,13 +511,11 @@ impl MemBench {
         }
         self.client.close_all(CloseCode::NORMAL, "");
         let deadline = Instant::now() + limit;
-        let mut steps = 0u64;
         while !(self.client.is_empty() && self.server.is_empty()) {
-            if steps.is_multiple_of(CHECK_EVERY) && Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 break;
             }
             self.step()?;
-            steps += 1;
             let left = self.client.len();
             self.progress.tick(|| format!("closing, {left} left"));
         }
@@ -542,6 +528,16 @@ impl MemBench {
 fn phase_limit(timeout: Duration, per_connection: Duration, n: u64) -> Duration {
     let n = u32::try_from(n).unwrap_or(u32::MAX);
     timeout.max(per_connection.saturating_mul(n))
+}
+
+/// Handshakes kept under way in a storm of `n`: `asked`, or more when
+/// that is too few for the shards. A stack polls only the shards with
+/// work, and a shard poll walks all its sockets, so each polled shard
+/// should have several handshakes to advance: at least 64 per
+/// [`tern_transport_smoltcp::SOCKETS_PER_SHARD`] connections (as in the crate's own storm).
+fn in_flight(asked: u64, n: u64) -> u64 {
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    asked.max(StormConfig::new(n).batch as u64)
 }
 
 /// Refuses a storm whose stacks would not fit in the memory available.
@@ -672,7 +668,7 @@ pub fn connections(args: ConnectionsArgs) -> Outcome {
     let plan = MemPlan {
         command: "connections",
         connections: args.n,
-        in_flight: args.client.in_flight,
+        in_flight: in_flight(args.client.in_flight, args.n),
         timeout: args.client.timeout,
         echo: None,
     };
@@ -702,7 +698,7 @@ pub fn echo(args: EchoArgs) -> Outcome {
     let plan = MemPlan {
         command: "echo",
         connections: args.n,
-        in_flight: args.client.in_flight,
+        in_flight: in_flight(args.client.in_flight, args.n),
         timeout: args.client.timeout,
         echo: Some((None, options)),
     };
@@ -759,7 +755,7 @@ pub fn run(args: RunArgs) -> Outcome {
     let plan = MemPlan {
         command: "run",
         connections: args.connections,
-        in_flight: 1000,
+        in_flight: in_flight(0, args.connections),
         timeout: args.timeout,
         echo: Some((
             args.echo_connections,
@@ -936,6 +932,13 @@ pub fn serve(args: ServeArgs) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_storms_keep_more_handshakes_under_way() {
+        assert_eq!(in_flight(1000, 10), 2048);
+        assert_eq!(in_flight(5000, 10), 5000);
+        assert_eq!(in_flight(1000, 1_000_000), 3907 * 64);
+    }
 
     #[test]
     fn large_storms_get_more_time() {
