@@ -636,12 +636,12 @@ fn stderr_progress(name: &'static str) -> Progress {
 }
 
 /// Refuses what `smoltcp-mem` cannot do for a client command.
-fn check_client(name: &str, transport: TransportKind, n: u64) -> Result<(), Outcome> {
+fn check_client(name: &str, args: &crate::ClientArgs, n: u64) -> Result<(), Outcome> {
     let refuse = |e: String| {
         eprintln!("tern {name}: {e}");
         Err(Outcome::Refused)
     };
-    if transport == TransportKind::Tap {
+    if args.transport == TransportKind::Tap {
         return refuse(
             "--transport tap serves only (tern serve); point a kernel client at it".to_string(),
         );
@@ -649,12 +649,18 @@ fn check_client(name: &str, transport: TransportKind, n: u64) -> Result<(), Outc
     if n == 0 {
         return refuse("-n must be at least 1".to_string());
     }
+    if args.sources.is_some() {
+        return refuse(
+            "--sources does not apply to smoltcp-mem: its client stack has 32 addresses of its own"
+                .to_string(),
+        );
+    }
     Ok(())
 }
 
 /// `tern connections --transport smoltcp-mem`.
 pub fn connections(args: ConnectionsArgs) -> Outcome {
-    if let Err(o) = check_client("connections", args.client.transport, args.n) {
+    if let Err(o) = check_client("connections", &args.client, args.n) {
         return o;
     }
     if args.server_pid.is_some() {
@@ -678,7 +684,7 @@ pub fn connections(args: ConnectionsArgs) -> Outcome {
 
 /// `tern echo --transport smoltcp-mem`.
 pub fn echo(args: EchoArgs) -> Outcome {
-    if let Err(o) = check_client("echo", args.client.transport, args.n) {
+    if let Err(o) = check_client("echo", &args.client, args.n) {
         return o;
     }
     let Ok(size) = usize::try_from(args.size) else {

@@ -91,7 +91,8 @@ fn binary_echo_with_the_table() {
 
 #[test]
 fn what_the_transports_do_not_do_is_refused() {
-    let refused: [&[&str]; 5] = [
+    let refused: [&[&str]; 6] = [
+        &["echo", "--transport", "smoltcp-mem", "--sources", "2"],
         &["serve", "--transport", "smoltcp-mem"],
         &["serve", "--transport", "tap", "--loops", "2"],
         &["throughput", "--transport", "smoltcp-mem"],
