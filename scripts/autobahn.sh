@@ -12,7 +12,8 @@
 # must be OK; INFORMATIONAL is allowed and listed. Exit status is non-zero on
 # any failed case, on a missing report, or when the run is cut by the timeout.
 #
-# Only loopback servers are accepted (127.0.0.0/8, localhost, ::1): this
+# Only loopback servers are accepted (127.0.0.0/8, localhost, ::1), and
+# 10.77.0.2 (tern over TAP) when run inside the tern-tap namespace: this
 # project aims its test tools at nothing else.
 set -euo pipefail
 
@@ -71,6 +72,13 @@ fi
 
 case "$HOST" in
 127.* | localhost | ::1) ;;
+10.77.0.2)
+    # tern's address on the TAP device of scripts/tap-netns.sh. Accepted only
+    # when this script runs inside that namespace, which has no route out.
+    netns="$(ip netns identify "$$" 2>/dev/null || true)"
+    [[ "$netns" == tern-tap ]] ||
+        die "refusing 10.77.0.2 outside the tern-tap namespace: run under 'ip netns exec tern-tap'"
+    ;;
 *) die "refusing non-loopback host '$HOST': point --url at 127.0.0.0/8, localhost or ::1" ;;
 esac
 

@@ -25,6 +25,7 @@ mod raw;
 mod report;
 mod run;
 mod serve;
+mod smoltcp;
 mod target;
 mod units;
 
@@ -32,6 +33,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use smoltcp::TransportKind;
 
 /// Load tools for WebSocket servers, and the tern echo server.
 #[derive(Debug, Parser)]
@@ -84,13 +87,34 @@ struct ServeArgs {
     /// without framing (only --host, --port and --loops apply).
     #[arg(long)]
     raw: bool,
+    /// std: kernel sockets. tap: tern's smoltcp stack on a TAP device,
+    /// serving 10.77.0.2 (run as root under `ip netns exec tern-tap`, see
+    /// docs/tap.md; one loop, --host does not apply).
+    #[arg(long, value_enum, default_value_t = TransportKind::Std)]
+    transport: TransportKind,
+    /// TAP device for --transport tap.
+    #[arg(long, default_value = "tap0")]
+    tap: String,
 }
 
 /// Options shared by the client commands.
 #[derive(Debug, Args)]
 struct ClientArgs {
-    /// Server URL, ws://host:port/path (wss is not supported).
+    /// Server URL, ws://host:port/path (wss is not supported). Optional
+    /// and ignored with --transport smoltcp-mem.
+    #[arg(
+        default_value = "",
+        hide_default_value = true,
+        required_unless_present = "transport"
+    )]
     url: String,
+    /// std: kernel sockets to URL. smoltcp-mem: a client and a server
+    /// smoltcp stack in this process over an in-memory link (no URL, no
+    /// open-file limit; a storm gets at least 200 µs per connection as its
+    /// limit and at least 64 handshakes under way per 256 connections;
+    /// connections and echo only).
+    #[arg(long, value_enum, default_value_t = TransportKind::Std)]
+    transport: TransportKind,
     /// Spread connections over K local addresses 127.0.0.1..127.0.0.K
     /// (loopback targets only; default: ceil(N/20000)+1 above 1000
     /// connections; 1 to 254).
@@ -181,6 +205,12 @@ struct RunArgs {
     /// Limit for each phase (up to 24 h).
     #[arg(long, default_value = "60s", value_parser = units::parse_duration)]
     timeout: Duration,
+    /// std: a `tern serve` child on loopback. smoltcp-mem: client and
+    /// server smoltcp stacks in this process over an in-memory link (no
+    /// child, no open-file limit; memory figures are the whole process's;
+    /// the storm gets at least 200 µs per connection; no phase 3).
+    #[arg(long, value_enum, default_value_t = TransportKind::Std)]
+    transport: TransportKind,
 }
 
 /// Options of `tern compare`.
@@ -279,10 +309,19 @@ fn main() -> ExitCode {
             None => unreachable!("`tern run` parses to the run command"),
         });
     let outcome = match command {
-        Command::Serve(args) => commands::serve(args),
+        Command::Serve(args) => smoltcp::serve(args),
+        Command::Connections(args) if args.client.transport != TransportKind::Std => {
+            smoltcp::connections(args)
+        }
         Command::Connections(args) => commands::connections(args),
+        Command::Echo(args) if args.client.transport != TransportKind::Std => smoltcp::echo(args),
         Command::Echo(args) => commands::echo(args),
+        Command::Throughput(args) if args.client.transport != TransportKind::Std => {
+            eprintln!("tern throughput: only --transport std is supported");
+            Outcome::Refused
+        }
         Command::Throughput(args) => commands::throughput(args),
+        Command::Run(args) if args.transport != TransportKind::Std => smoltcp::run(args),
         Command::Run(args) => run::run(args),
         Command::Compare(args) => compare::compare(args),
     };

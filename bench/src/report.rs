@@ -31,6 +31,10 @@ pub struct StormReport {
     pub server_rss_after_bytes: Option<u64>,
     /// `opened / (RSS growth in MiB)`.
     pub connections_per_mib: Option<f64>,
+    /// Whose resident memory the RSS figures are, when not the server
+    /// process's alone (an in-process server and client, for instance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_scope: Option<String>,
     /// The user stopped the phase before it finished.
     pub interrupted: bool,
 }
@@ -60,8 +64,12 @@ impl StormReport {
         if let (Some(before), Some(after)) =
             (self.server_rss_before_bytes, self.server_rss_after_bytes)
         {
+            let label = match &self.rss_scope {
+                None => "server RSS",
+                Some(_) => "process RSS",
+            };
             t.row(
-                "server RSS",
+                label,
                 format!(
                     "{} -> {}",
                     crate::units::bytes(before),
@@ -72,6 +80,9 @@ impl StormReport {
                 .connections_per_mib
                 .map_or("n/a (RSS did not grow)".to_string(), |v| format!("{v:.1}"));
             t.row("connections/MiB", per_mib);
+            if let Some(scope) = &self.rss_scope {
+                t.row("  measured", scope.clone());
+            }
         }
         if self.interrupted {
             t.row("interrupted", "yes".to_string());

@@ -219,7 +219,7 @@ fn keep_tail(mut pipe: impl Read, tail: &Mutex<String>) {
 }
 
 /// Reads the child's RSS and CPU into the gauges until `done` is set.
-fn sample(pid: u32, done: &AtomicBool) {
+pub(crate) fn sample(pid: u32, done: &AtomicBool) {
     let rss = metrics::gauge!(names::SERVER_RSS_BYTES);
     let cpu = metrics::gauge!(names::SERVER_CPU_PERCENT);
     let mut sampler = procfs::CpuSampler::new(pid);
@@ -500,7 +500,7 @@ fn check_memory(args: &RunArgs) -> Result<(), String> {
 /// dashboard (TUI, or its plain lines on stdout), or, with `--json` and no
 /// terminal, one progress line a second on stderr. Returns a dashboard
 /// error, if any.
-fn watch(
+pub(crate) fn watch(
     registry: &'static Registry,
     status: &Status,
     mode: Mode,
