@@ -140,6 +140,14 @@ compare_short() {
     target/release/tern compare --short
 }
 
+# The conformance run against `tern serve --transport tap` inside its own
+# network namespace (skipped, with a message, without root or /dev/net/tun).
+autobahn_tap() {
+    scripts/install-autobahn.sh
+    cargo build --release -p tern-bench
+    scripts/autobahn-tap.sh
+}
+
 # True when something accepts TCP connections at $1:$2.
 port_listens() {
     # shellcheck disable=SC2016 # $0 and $1 expand in the inner shell
@@ -195,16 +203,17 @@ autobahn() {
 
 # Steps by name, in order; `bash scripts/test.sh clippy tests` runs only those.
 # The test runners' summaries come last, so that they close the output.
-STEPS=(install fmt clippy doc nostd fuzz compare tests autobahn)
+STEPS=(install fmt clippy doc nostd fuzz compare tests autobahn-tap autobahn)
 declare -A TITLE=(
     [install]="install tools" [fmt]="cargo fmt --check" [clippy]="cargo clippy"
     [doc]="cargo doc" [nostd]="no-std build of tern-core" [fuzz]="fuzz smoke"
-    [compare]="tern compare --short" [tests]="tests" [autobahn]="Autobahn|Testsuite"
+    [compare]="tern compare --short" [tests]="tests"
+    [autobahn-tap]="Autobahn|Testsuite over TAP" [autobahn]="Autobahn|Testsuite"
 )
 declare -A BODY=(
     [install]=install_tools [fmt]=fmt_check [clippy]=clippy_check [doc]=doc_check
     [nostd]=no_std_build [fuzz]=fuzz_smoke [compare]=compare_short [tests]=run_tests
-    [autobahn]=autobahn
+    [autobahn-tap]=autobahn_tap [autobahn]=autobahn
 )
 
 selected=("$@")

@@ -921,7 +921,9 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
             // A failed connection's answer is out: shut the sending side
             // and drain until the peer ends the stream.
             State::Closed if slot.serial & DRAIN_BIT != 0 => {
-                self.transport.shutdown_write(&mut slot.stream);
+                if !self.transport.shutdown_write(&mut slot.stream) {
+                    self.end(key, Ended::Abnormal);
+                }
             }
             State::Closed => self.end(key, Ended::Closed(CloseCode::NORMAL)),
             State::Open if before > 0 => self.drained(key, before > pause_at),
@@ -1088,8 +1090,12 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
         }
         let slot = &mut self.slots[key];
         slot.serial = serial;
-        if drain && slot.conn.queued().is_empty() {
-            self.transport.shutdown_write(&mut slot.stream);
+        if drain
+            && slot.conn.queued().is_empty()
+            && !self.transport.shutdown_write(&mut slot.stream)
+        {
+            self.end(key, Ended::Abnormal);
+            return;
         }
         self.push_deadline(key, serial);
     }

@@ -121,12 +121,14 @@ pub trait Transport {
     fn write(&mut self, stream: &mut Self::Stream, bufs: &[&[u8]]) -> Result<Io, Self::Error>;
 
     /// Ends the sending direction (a FIN after the bytes already written)
-    /// but keeps the stream readable. The loop does this after failing a
-    /// connection, then reads and drops input until the peer ends the
-    /// stream, so that a peer still sending reads the close frame instead
-    /// of a reset. A transport that cannot half-close does nothing.
-    fn shutdown_write(&mut self, stream: &mut Self::Stream) {
+    /// but keeps the stream readable, and returns `true`. The loop does this
+    /// after failing a connection, then reads and drops input until the
+    /// peer ends the stream, so that a peer still sending reads the close
+    /// frame instead of a reset. A transport that cannot half-close returns
+    /// `false` (the default), and the loop closes the stream at once.
+    fn shutdown_write(&mut self, stream: &mut Self::Stream) -> bool {
         let _ = stream;
+        false
     }
 
     /// Stops reporting and releases the stream. The transport closes it

@@ -771,6 +771,16 @@ impl<L: Link> Transport for SmolTransport<L> {
         Ok(Io::Done(written))
     }
 
+    fn shutdown_write(&mut self, stream: &mut SmolStream) -> bool {
+        // smoltcp's close is a half-close: a FIN after the queued bytes,
+        // while the socket still receives.
+        let index = stream.shard as usize;
+        let s = &mut self.shards[index];
+        s.sockets.get_mut::<tcp::Socket>(stream.handle).close();
+        self.mark(index);
+        true
+    }
+
     fn close(&mut self, stream: SmolStream) {
         let index = stream.shard as usize;
         let deadline = self.link.now() + self.config.close_timeout;

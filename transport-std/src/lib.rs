@@ -264,10 +264,11 @@ impl Transport for MioTransport {
         }
     }
 
-    fn shutdown_write(&mut self, stream: &mut TcpStream) {
+    fn shutdown_write(&mut self, stream: &mut TcpStream) -> bool {
         // Fails only on a stream that is already gone, which the next
         // read reports.
         let _ = stream.shutdown(Shutdown::Write);
+        true
     }
 
     fn close(&mut self, stream: TcpStream) {
