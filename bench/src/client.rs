@@ -76,19 +76,19 @@ impl Seeds {
     }
 }
 
-/// Metric handles, registered once.
+/// Metric handles, registered once (no-ops when no recorder is set).
 #[derive(Debug)]
-struct Metrics {
-    opened: Counter,
-    failed: Counter,
-    open: Gauge,
-    echoes: Counter,
-    bytes: Counter,
-    latency: metrics::Histogram,
+pub(crate) struct Metrics {
+    pub(crate) opened: Counter,
+    pub(crate) failed: Counter,
+    pub(crate) open: Gauge,
+    pub(crate) echoes: Counter,
+    pub(crate) bytes: Counter,
+    pub(crate) latency: metrics::Histogram,
 }
 
 impl Metrics {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Metrics {
             opened: metrics::counter!(names::CONNECTIONS_OPENED),
             failed: metrics::counter!(names::CONNECTIONS_FAILED),

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use metrics::{Counter, Gauge};
 use tern_core::{
     ClientRequest, CloseCode, ConnId, Context, Ended, EventLoop, Handler, Message, SendError,
 };
@@ -38,7 +37,7 @@ use tern_transport_smoltcp::{
     mem_pair, mem_server, tap_server, MemPort, SmolTransport, StackConfig, TAP_TERN_ADDR,
 };
 
-use crate::client::EchoOptions;
+use crate::client::{EchoOptions, Metrics};
 use crate::commands::{finish, nothing_open, stop_on_signals};
 use crate::latency::Histogram;
 use crate::report::{EchoReport, Latency, Report, StormReport};
@@ -129,29 +128,6 @@ struct EchoState {
     examples: Vec<String>,
     errors: BTreeMap<String, u64>,
     last_echo: Option<Instant>,
-}
-
-/// Handles to the dashboard's metrics (no-ops when no recorder is set).
-struct Metrics {
-    opened: Counter,
-    failed: Counter,
-    open: Gauge,
-    echoes: Counter,
-    bytes: Counter,
-    latency: metrics::Histogram,
-}
-
-impl Metrics {
-    fn new() -> Self {
-        Metrics {
-            opened: metrics::counter!(names::CONNECTIONS_OPENED),
-            failed: metrics::counter!(names::CONNECTIONS_FAILED),
-            open: metrics::gauge!(names::CONNECTIONS_OPEN),
-            echoes: metrics::counter!(names::ECHOES),
-            bytes: metrics::counter!(names::BYTES_ECHOED),
-            latency: metrics::histogram!(names::ECHO_LATENCY_US),
-        }
-    }
 }
 
 impl MemClient {

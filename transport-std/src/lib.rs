@@ -131,6 +131,15 @@ pub fn bind(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<std:
     Ok(socket.into())
 }
 
+/// Readable always; writable too while output is queued.
+fn interest(writable: bool) -> Interest {
+    if writable {
+        Interest::READABLE | Interest::WRITABLE
+    } else {
+        Interest::READABLE
+    }
+}
+
 /// Retries a socket call interrupted by a signal.
 fn retry<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
@@ -211,14 +220,9 @@ impl Transport for MioTransport {
     }
 
     fn register(&mut self, stream: &mut TcpStream, key: usize, writable: bool) -> io::Result<()> {
-        let interest = if writable {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
         self.poll
             .registry()
-            .register(stream, mio::Token(key), interest)
+            .register(stream, mio::Token(key), interest(writable))
     }
 
     fn set_writable(
@@ -227,14 +231,9 @@ impl Transport for MioTransport {
         key: usize,
         writable: bool,
     ) -> io::Result<()> {
-        let interest = if writable {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
         self.poll
             .registry()
-            .reregister(stream, mio::Token(key), interest)
+            .reregister(stream, mio::Token(key), interest(writable))
     }
 
     fn read(&mut self, stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<Io> {
