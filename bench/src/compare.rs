@@ -1015,9 +1015,7 @@ fn measure(
         total: plan.connections,
         base: 0,
     });
-    if let Some(bytes) = rss_before {
-        metrics::gauge!(names::SERVER_BASELINE_RSS_BYTES).set(bytes as f64);
-    }
+    feed.baseline(rss_before);
     cpu_of(&mut sampler);
     let mut report = storm(&workers, plan.connections, plan);
     let cpu = cpu_of(&mut sampler);
@@ -1581,6 +1579,8 @@ enum Step {
 struct Current {
     server: String,
     pid: Option<u32>,
+    /// The server's resident memory before the storm, in bytes.
+    baseline: Option<u64>,
     step: Step,
 }
 
@@ -1622,8 +1622,16 @@ impl Feed {
             *c = Current {
                 server: name.to_string(),
                 pid,
+                baseline: None,
                 step: Step::Starting,
             };
+        }
+    }
+
+    /// The server's memory before the storm, for the conn/MiB tile.
+    fn baseline(&self, bytes: Option<u64>) {
+        if let Some(mut c) = self.current() {
+            c.baseline = bytes;
         }
     }
 
@@ -1702,13 +1710,13 @@ fn follow(live: &Live, done: &AtomicBool) {
     let mut sampler: Option<procfs::CpuSampler> = None;
     let mut followed: Option<u32> = None;
     while !done.load(Ordering::Relaxed) {
-        let (line, pid) = {
+        let (line, pid, base) = {
             let c = live
                 .current
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let opened = live.registry.snapshot().counter(names::CONNECTIONS_OPENED);
-            (phase_line(&c, opened), c.pid)
+            (phase_line(&c, opened), c.pid, c.baseline)
         };
         live.status.set_phase(line);
         if pid != followed {
@@ -1716,9 +1724,9 @@ fn follow(live: &Live, done: &AtomicBool) {
             followed = pid;
             sampler = pid.map(procfs::CpuSampler::new);
             rss.set(0.0);
-            baseline.set(0.0);
             cpu.set(0.0);
         }
+        baseline.set(base.map_or(0.0, |b| b as f64));
         if let Some(pid) = pid {
             if let Ok(bytes) = procfs::rss_bytes(pid) {
                 rss.set(bytes as f64);
@@ -2050,6 +2058,75 @@ mod tests {
         assert_eq!(per_event(cpu, 3), Some(3_000.0));
         assert_eq!(per_event(cpu, 0), None);
         assert_eq!(per_event(None, 3), None);
+    }
+
+    #[test]
+    fn phase_line_names_the_server_and_its_progress() {
+        let mut c = Current {
+            server: "tern".to_string(),
+            ..Current::default()
+        };
+        assert_eq!(phase_line(&c, 0), "tern: starting");
+        c.step = Step::Storm {
+            total: 15_000,
+            base: 1_000,
+        };
+        assert_eq!(phase_line(&c, 5_213), "tern: storm 4,213/15,000");
+        assert_eq!(phase_line(&c, 900), "tern: storm 0/15,000");
+        c.step = Step::Echo {
+            size: 20,
+            started: Instant::now(),
+            seconds: 0.0,
+        };
+        assert_eq!(phase_line(&c, 0), "tern: echo 20 B 0.0/0.0 s");
+        c.step = Step::Bulk { size: 8_000_000 };
+        assert_eq!(phase_line(&c, 0), "tern: one 8 MB message");
+        let between = Current::default();
+        assert_eq!(phase_line(&between, 7), "between servers");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn headlines_list_finished_servers() {
+        let measured = ServerResult {
+            name: "raw-tcp".to_string(),
+            status: "ok".to_string(),
+            storm: Some(StormResult {
+                report: StormReport {
+                    connections_per_ms: 9.54,
+                    connections_per_mib: Some(11_130.2),
+                    ..StormReport::default()
+                },
+                ..StormResult::default()
+            }),
+            echo: vec![EchoResult {
+                report: EchoReport {
+                    size_bytes: 20,
+                    echoes: 10,
+                    echoes_per_ms: 65.43,
+                    ..EchoReport::default()
+                },
+                ..EchoResult::default()
+            }],
+            ..ServerResult::default()
+        };
+        let missing = ServerResult {
+            name: "node-ws".to_string(),
+            status: "missing".to_string(),
+            ..ServerResult::default()
+        };
+        let lines = headlines(&[measured, missing]);
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(lines[0].starts_with("server"), "{lines:?}");
+        assert!(lines[0].contains("echoes/ms 20 B"), "{lines:?}");
+        let raw: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(raw, ["raw-tcp", "9.5", "11130", "65.4", "-"]);
+        assert_eq!(
+            lines[3].split_whitespace().collect::<Vec<_>>(),
+            ["node-ws", "missing"]
+        );
     }
 
     #[test]
