@@ -1390,6 +1390,9 @@ fn figures(report: &CompareReport, first: &ServerResult) -> String {
             for (size, p) in &of.mb_per_s_pct {
                 parts.push(format!("{} {p:.0}%", size_label(*size)));
             }
+            if parts.is_empty() {
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "{} as a share of {}: {}",
