@@ -26,6 +26,15 @@
 //! `bench/peers/`; one that is not there is reported as missing, and with
 //! `--require-peers` (implied by `--short`) the run fails.
 //!
+//! With `--tui` the live dashboard of `tern-monitor` shows the run: the
+//! phase line names the server and its phase, the tiles come from the
+//! client's metrics (rates over the trailing second, so each server's
+//! rates are its own; the memory and CPU gauges follow the server under
+//! test, sampled every 100 ms) and a "results so far" panel lists the
+//! headline figures of the servers already measured. Quitting (q, Esc,
+//! Ctrl-C) ends the phase under way, stops the server, skips the rest and
+//! prints the table of what was measured.
+//!
 //! Known limits of the method: on a 2-core machine the client threads and
 //! the server share the cores, so a fast server is rarely saturated (the
 //! `*` says so); the p50 of several client threads is the mean of their
@@ -46,6 +55,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tern_core::ConnId;
+use tern_monitor::{names, Mode, Monitor, MonitorOptions, Registry, Status};
 
 use crate::client::{Client, EchoOptions};
 use crate::procfs;
@@ -68,6 +78,9 @@ const SOURCES_PER_THREAD: usize = 8;
 
 /// Largest message every server in the comparison accepts.
 const MAX_MESSAGE: u64 = 256 << 20;
+
+/// How often the dashboard's phase line and server gauges are refreshed.
+const FEED_EVERY: Duration = Duration::from_millis(100);
 
 /// What a server in the comparison is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -983,6 +996,7 @@ fn measure(
     pid: Option<u32>,
     plan: &Plan,
     stop: &Arc<AtomicBool>,
+    feed: &Feed,
     row: &mut ServerResult,
 ) {
     let raw = matches!(kind, Kind::Raw(_));
@@ -992,11 +1006,16 @@ fn measure(
     };
     let mut sampler = pid.map(CpuSampler::new);
     let name = row.name.clone();
-    let say = |what: String| eprintln!("tern compare: {name}: {what}");
+    let say = |what: String| feed.say(&format!("{name}: {what}"));
 
     // Phase 1: the storm, with every connection kept open.
     say(format!("connection storm of {}", plan.connections));
     let rss_before = pid.and_then(|p| procfs::rss_bytes(p).ok());
+    feed.step(Step::Storm {
+        total: plan.connections,
+        base: 0,
+    });
+    feed.baseline(rss_before);
     cpu_of(&mut sampler);
     let mut report = storm(&workers, plan.connections, plan);
     let cpu = cpu_of(&mut sampler);
@@ -1032,6 +1051,11 @@ fn measure(
             "echo of {size} B on {} connections",
             plan.echo_connections
         ));
+        feed.step(Step::Echo {
+            size,
+            started: Instant::now(),
+            seconds: plan.echo_time.as_secs_f64(),
+        });
         let (result, problem) = echo(&workers, plan.echo_connections, size, plan, &mut sampler);
         row.errors.extend(problem);
         row.echo.push(result);
@@ -1043,6 +1067,7 @@ fn measure(
             break;
         }
         say(format!("one message of {size} B"));
+        feed.step(Step::Bulk { size });
         cpu_of(&mut sampler);
         let job = Job::Throughput {
             size,
@@ -1062,6 +1087,7 @@ fn measure(
             server_cpu_pct,
         });
     }
+    feed.step(Step::Closing);
     finish_workers(workers);
 
     // The curve: fresh connections for each point, every one echoing.
@@ -1071,6 +1097,7 @@ fn measure(
             break;
         }
         say(format!("curve: echo of {size} B on all of {n} connections"));
+        feed.step(Step::Curve { size, n });
         let workers = match spawn_workers(target, raw, plan, stop) {
             Ok(w) => w,
             Err(e) => return row.errors.push(e),
@@ -1093,7 +1120,7 @@ fn measure(
 }
 
 /// Starts, measures and stops one server.
-fn run_server(kind: &Kind, plan: &Plan, stop: &Arc<AtomicBool>) -> ServerResult {
+fn run_server(kind: &Kind, plan: &Plan, stop: &Arc<AtomicBool>, feed: &Feed) -> ServerResult {
     let mut row = ServerResult {
         name: kind.name(),
         version: version(kind, &plan.peers),
@@ -1102,7 +1129,10 @@ fn run_server(kind: &Kind, plan: &Plan, stop: &Arc<AtomicBool>) -> ServerResult 
     };
     if let Kind::External(url) = kind {
         match Target::parse(url) {
-            Ok(target) => measure(kind, &target, None, plan, stop, &mut row),
+            Ok(target) => {
+                feed.server(&row.name, None);
+                measure(kind, &target, None, plan, stop, feed, &mut row);
+            }
             Err(e) => row.errors.push(e.to_string()),
         }
         row.status = if row.errors.is_empty() {
@@ -1146,7 +1176,8 @@ fn run_server(kind: &Kind, plan: &Plan, stop: &Arc<AtomicBool>) -> ServerResult 
         ));
         return row;
     }
-    eprintln!("tern compare: starting {} ({})", row.name, row.version);
+    feed.say(&format!("starting {} ({})", row.name, row.version));
+    feed.server(&row.name, None);
     let mut running = match start(&row.name, &l, port) {
         Ok(r) => r,
         Err(e) => {
@@ -1157,7 +1188,18 @@ fn run_server(kind: &Kind, plan: &Plan, stop: &Arc<AtomicBool>) -> ServerResult 
     };
     let url = format!("ws://127.0.0.1:{port}/");
     match Target::parse(&url) {
-        Ok(target) => measure(kind, &target, Some(running.pid()), plan, stop, &mut row),
+        Ok(target) => {
+            feed.server(&row.name, Some(running.pid()));
+            measure(
+                kind,
+                &target,
+                Some(running.pid()),
+                plan,
+                stop,
+                feed,
+                &mut row,
+            );
+        }
         Err(e) => row.errors.push(e.to_string()),
     }
     if let Ok(Some(status)) = running.child.try_wait() {
@@ -1166,7 +1208,9 @@ fn run_server(kind: &Kind, plan: &Plan, stop: &Arc<AtomicBool>) -> ServerResult 
             running.log_tail()
         ));
     }
+    feed.step(Step::Stopping);
     running.stop();
+    feed.server("", None);
     row.status = if row.errors.is_empty() {
         "ok"
     } else {
@@ -1346,6 +1390,9 @@ fn figures(report: &CompareReport, first: &ServerResult) -> String {
             for (size, p) in &of.mb_per_s_pct {
                 parts.push(format!("{} {p:.0}%", size_label(*size)));
             }
+            if parts.is_empty() {
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "{} as a share of {}: {}",
@@ -1506,6 +1553,329 @@ fn load_average() -> String {
         .join(" ")
 }
 
+/// What the server under test is doing, for the dashboard's phase line.
+#[derive(Clone, Copy, Debug, Default)]
+enum Step {
+    /// Between servers, or starting one.
+    #[default]
+    Starting,
+    /// Opening `total` connections; `base` is the opened counter at the start.
+    Storm { total: u64, base: u64 },
+    /// Echoing `size` bytes for `seconds`.
+    Echo {
+        size: usize,
+        started: Instant,
+        seconds: f64,
+    },
+    /// One message of `size` bytes.
+    Bulk { size: u64 },
+    /// A point of the cost curve.
+    Curve { size: usize, n: u64 },
+    /// Closing the connections.
+    Closing,
+    /// Stopping the server.
+    Stopping,
+}
+
+/// The server under test and its step.
+#[derive(Debug, Default)]
+struct Current {
+    server: String,
+    pid: Option<u32>,
+    /// The server's resident memory before the storm, in bytes.
+    baseline: Option<u64>,
+    step: Step,
+}
+
+/// The dashboard's side of a run.
+#[derive(Debug)]
+struct Live {
+    registry: &'static Registry,
+    status: Status,
+    current: std::sync::Mutex<Current>,
+}
+
+/// What the run tells the dashboard: inert (progress on stderr) without
+/// `--tui`.
+#[derive(Clone, Debug, Default)]
+struct Feed {
+    live: Option<Arc<Live>>,
+}
+
+impl Feed {
+    fn current(&self) -> Option<std::sync::MutexGuard<'_, Current>> {
+        let live = self.live.as_ref()?;
+        Some(
+            live.current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// A progress note: on stderr, unless the dashboard owns the terminal.
+    fn say(&self, what: &str) {
+        if self.live.is_none() {
+            eprintln!("tern compare: {what}");
+        }
+    }
+
+    /// The server now under test (`""` for none), and its process.
+    fn server(&self, name: &str, pid: Option<u32>) {
+        if let Some(mut c) = self.current() {
+            *c = Current {
+                server: name.to_string(),
+                pid,
+                baseline: None,
+                step: Step::Starting,
+            };
+        }
+    }
+
+    /// The server's memory before the storm, for the conn/MiB tile.
+    fn baseline(&self, bytes: Option<u64>) {
+        if let Some(mut c) = self.current() {
+            c.baseline = bytes;
+        }
+    }
+
+    /// The step now under way.
+    fn step(&self, mut step: Step) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        if let Step::Storm { base, .. } = &mut step {
+            *base = live.registry.snapshot().counter(names::CONNECTIONS_OPENED);
+        }
+        if let Some(mut c) = self.current() {
+            c.step = step;
+        }
+    }
+
+    /// Lists the finished rows in the "results so far" panel.
+    fn results(&self, rows: &[ServerResult]) {
+        if let Some(live) = &self.live {
+            live.status.set_results(headlines(rows));
+        }
+    }
+}
+
+/// The phase line for `current`, given the opened counter now.
+fn phase_line(current: &Current, opened: u64) -> String {
+    let what = match current.step {
+        Step::Starting if current.server.is_empty() => return "between servers".to_string(),
+        Step::Starting => "starting".to_string(),
+        Step::Storm { total, base } => format!(
+            "storm {}/{}",
+            thousands(opened.saturating_sub(base).min(total)),
+            thousands(total)
+        ),
+        Step::Echo {
+            size,
+            started,
+            seconds,
+        } => format!(
+            "echo {} {:.1}/{seconds:.1} s",
+            size_label(size as u64),
+            started.elapsed().as_secs_f64().min(seconds)
+        ),
+        Step::Bulk { size } => format!("one {} message", size_label(size)),
+        Step::Curve { size, n } => {
+            format!(
+                "curve: echo {} on {}",
+                size_label(size as u64),
+                thousands(n)
+            )
+        }
+        Step::Closing => "closing connections".to_string(),
+        Step::Stopping => "stopping the server".to_string(),
+    };
+    format!("{}: {what}", current.server)
+}
+
+/// `n` with a comma every three digits.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Keeps the phase line and the server gauges current until `done`.
+fn follow(live: &Live, done: &AtomicBool) {
+    let rss = metrics::gauge!(names::SERVER_RSS_BYTES);
+    let baseline = metrics::gauge!(names::SERVER_BASELINE_RSS_BYTES);
+    let cpu = metrics::gauge!(names::SERVER_CPU_PERCENT);
+    let mut sampler: Option<procfs::CpuSampler> = None;
+    let mut followed: Option<u32> = None;
+    while !done.load(Ordering::Relaxed) {
+        let (line, pid, base) = {
+            let c = live
+                .current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let opened = live.registry.snapshot().counter(names::CONNECTIONS_OPENED);
+            (phase_line(&c, opened), c.pid, c.baseline)
+        };
+        live.status.set_phase(line);
+        if pid != followed {
+            // A new server: its figures start from nothing.
+            followed = pid;
+            sampler = pid.map(procfs::CpuSampler::new);
+            rss.set(0.0);
+            cpu.set(0.0);
+        }
+        baseline.set(base.map_or(0.0, |b| b as f64));
+        if let Some(pid) = pid {
+            if let Ok(bytes) = procfs::rss_bytes(pid) {
+                rss.set(bytes as f64);
+            }
+        }
+        if let Some(percent) = sampler.as_mut().and_then(procfs::CpuSampler::sample) {
+            cpu.set(percent);
+        }
+        std::thread::sleep(FEED_EVERY);
+    }
+}
+
+/// The "results so far" panel: each finished server's headline figures.
+fn headlines(rows: &[ServerResult]) -> Vec<String> {
+    let first = rows.iter().find(|r| r.storm.is_some());
+    let echo_size = first
+        .and_then(|r| r.echo.first())
+        .map(|e| e.report.size_bytes);
+    let bulk_size = first
+        .and_then(|r| r.bulk.first())
+        .map(|b| b.report.size_bytes);
+    let mut header = vec![
+        "server".to_string(),
+        "conn/ms".to_string(),
+        "conn/MiB".to_string(),
+    ];
+    header.push(match echo_size {
+        Some(size) => format!("echoes/ms {}", size_label(size)),
+        None => "echoes/ms".to_string(),
+    });
+    header.push(match bulk_size {
+        Some(size) => format!("MB/s {}", size_label(size)),
+        None => "MB/s".to_string(),
+    });
+    let mut table = vec![header];
+    for r in rows {
+        let Some(storm) = &r.storm else {
+            table.push(vec![r.name.clone(), r.status.clone()]);
+            continue;
+        };
+        let rep = &storm.report;
+        let echo = r
+            .echo
+            .first()
+            .filter(|e| e.report.echoes > 0)
+            .map_or("-".to_string(), |e| {
+                format!("{:.1}", e.report.echoes_per_ms)
+            });
+        let bulk = r
+            .bulk
+            .first()
+            .filter(|b| b.report.ok())
+            .map_or("-".to_string(), |b| {
+                format!("{:.0}", b.report.median_mb_per_s)
+            });
+        table.push(vec![
+            r.name.clone(),
+            format!("{:.1}", rep.connections_per_ms),
+            rep.connections_per_mib
+                .map_or("-".to_string(), |v| format!("{v:.0}")),
+            echo,
+            bulk,
+        ]);
+    }
+    let mut out = String::new();
+    columns(&table, &mut out);
+    out.lines().map(str::to_string).collect()
+}
+
+/// Measures every server in turn, skipping the rest once `stop` is set.
+fn run_servers(
+    kinds: &[Kind],
+    plan: &Plan,
+    stop: &Arc<AtomicBool>,
+    feed: &Feed,
+) -> Vec<ServerResult> {
+    let mut rows = Vec::new();
+    for kind in kinds {
+        if stop.load(Ordering::Relaxed) {
+            rows.push(ServerResult {
+                name: kind.name(),
+                status: "skipped".to_string(),
+                errors: vec!["interrupted".to_string()],
+                ..ServerResult::default()
+            });
+            continue;
+        }
+        rows.push(run_server(kind, plan, stop, feed));
+        feed.results(&rows);
+    }
+    rows
+}
+
+/// Runs the servers on a worker thread under the dashboard; the errors of
+/// the dashboard itself come back beside the rows.
+fn run_with_dashboard(
+    kinds: Vec<Kind>,
+    plan: &Plan,
+    stop: &Arc<AtomicBool>,
+) -> Result<(Vec<ServerResult>, Option<String>), String> {
+    let registry = Registry::try_install().map_err(|e| format!("no dashboard: {e}"))?;
+    let live = Arc::new(Live {
+        registry,
+        status: Status::new(),
+        current: std::sync::Mutex::new(Current::default()),
+    });
+    let feed = Feed {
+        live: Some(Arc::clone(&live)),
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let follower = {
+        let (live, done) = (Arc::clone(&live), Arc::clone(&done));
+        std::thread::Builder::new()
+            .name("tern-follow".into())
+            .spawn(move || follow(&live, &done))
+            .map_err(|e| format!("cannot start the sampler thread: {e}"))?
+    };
+    let worker = {
+        let (plan, stop, feed) = (plan.clone(), Arc::clone(stop), feed.clone());
+        std::thread::Builder::new()
+            .name("tern-compare".into())
+            .spawn(move || run_servers(&kinds, &plan, &stop, &feed))
+    };
+    let worker = match worker {
+        Ok(w) => w,
+        Err(e) => {
+            done.store(true, Ordering::Relaxed);
+            let _ = follower.join();
+            return Err(format!("cannot start the load thread: {e}"));
+        }
+    };
+    let options = MonitorOptions {
+        title: "tern compare".to_string(),
+        mode: Mode::detect(false),
+        ..MonitorOptions::default()
+    };
+    let mut monitor = Monitor::new(registry, live.status.clone(), options);
+    let shown = monitor.run(stop, &|| worker.is_finished());
+    // After a quit the phase under way winds down and the server stops.
+    let rows = worker.join();
+    done.store(true, Ordering::Relaxed);
+    let _ = follower.join();
+    let rows = rows.map_err(|_| "the load thread panicked".to_string())?;
+    Ok((rows, shown.err().map(|e| format!("dashboard failed: {e}"))))
+}
+
 /// Runs `tern compare`.
 pub fn compare(args: CompareArgs) -> Outcome {
     let refuse = |e: String| {
@@ -1528,19 +1898,17 @@ pub fn compare(args: CompareArgs) -> Outcome {
     let stop = crate::commands::stop_on_signals();
     let load_before = load_average();
 
-    let mut rows = Vec::new();
-    for kind in &kinds {
-        if stop.load(Ordering::Relaxed) {
-            rows.push(ServerResult {
-                name: kind.name(),
-                status: "skipped".to_string(),
-                errors: vec!["interrupted".to_string()],
-                ..ServerResult::default()
-            });
-            continue;
+    let (mut rows, dashboard_error) = if args.tui {
+        match run_with_dashboard(kinds.clone(), &plan, &stop) {
+            Ok(done) => done,
+            Err(e) => {
+                eprintln!("tern compare: {e}");
+                return Outcome::Failed;
+            }
         }
-        rows.push(run_server(kind, &plan, &stop));
-    }
+    } else {
+        (run_servers(&kinds, &plan, &stop, &Feed::default()), None)
+    };
     percent_of_raw(&mut rows, &kinds);
 
     let missing = rows.iter().any(|r| r.status == "missing");
@@ -1559,6 +1927,9 @@ pub fn compare(args: CompareArgs) -> Outcome {
         servers: rows,
     };
     print!("{}", table(&report));
+    if let Some(e) = &dashboard_error {
+        eprintln!("tern compare: {e}");
+    }
     if let Some(path) = &args.json_out {
         let json = match serde_json::to_string_pretty(&report) {
             Ok(j) => j,
@@ -1693,12 +2064,81 @@ mod tests {
     }
 
     #[test]
+    fn phase_line_names_the_server_and_its_progress() {
+        let mut c = Current {
+            server: "tern".to_string(),
+            ..Current::default()
+        };
+        assert_eq!(phase_line(&c, 0), "tern: starting");
+        c.step = Step::Storm {
+            total: 15_000,
+            base: 1_000,
+        };
+        assert_eq!(phase_line(&c, 5_213), "tern: storm 4,213/15,000");
+        assert_eq!(phase_line(&c, 900), "tern: storm 0/15,000");
+        c.step = Step::Echo {
+            size: 20,
+            started: Instant::now(),
+            seconds: 0.0,
+        };
+        assert_eq!(phase_line(&c, 0), "tern: echo 20 B 0.0/0.0 s");
+        c.step = Step::Bulk { size: 8_000_000 };
+        assert_eq!(phase_line(&c, 0), "tern: one 8 MB message");
+        let between = Current::default();
+        assert_eq!(phase_line(&between, 7), "between servers");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn headlines_list_finished_servers() {
+        let measured = ServerResult {
+            name: "raw-tcp".to_string(),
+            status: "ok".to_string(),
+            storm: Some(StormResult {
+                report: StormReport {
+                    connections_per_ms: 9.54,
+                    connections_per_mib: Some(11_130.2),
+                    ..StormReport::default()
+                },
+                ..StormResult::default()
+            }),
+            echo: vec![EchoResult {
+                report: EchoReport {
+                    size_bytes: 20,
+                    echoes: 10,
+                    echoes_per_ms: 65.43,
+                    ..EchoReport::default()
+                },
+                ..EchoResult::default()
+            }],
+            ..ServerResult::default()
+        };
+        let missing = ServerResult {
+            name: "node-ws".to_string(),
+            status: "missing".to_string(),
+            ..ServerResult::default()
+        };
+        let lines = headlines(&[measured, missing]);
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(lines[0].starts_with("server"), "{lines:?}");
+        assert!(lines[0].contains("echoes/ms 20 B"), "{lines:?}");
+        let raw: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(raw, ["raw-tcp", "9.5", "11130", "65.4", "-"]);
+        assert_eq!(
+            lines[3].split_whitespace().collect::<Vec<_>>(),
+            ["node-ws", "missing"]
+        );
+    }
+
+    #[test]
     fn missing_peer_is_reported() {
         let mut args = CompareArgs::for_tests(1);
         args.peers_dir = Some(PathBuf::from("/nonexistent/peers"));
         let plan = Plan::from_args(&args).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let row = run_server(&Kind::WebSocketPp, &plan, &stop);
+        let row = run_server(&Kind::WebSocketPp, &plan, &stop, &Feed::default());
         assert_eq!(row.status, "missing");
         assert!(
             row.errors[0].contains("install-peers.sh"),

@@ -266,6 +266,11 @@ struct CompareArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json_out: Option<std::path::PathBuf>,
+    /// Show the live dashboard while the comparison runs (off by default;
+    /// one progress line a second when stdout is not a terminal); q quits,
+    /// stopping the servers, and the table of what was measured follows.
+    #[arg(long)]
+    tui: bool,
 }
 
 #[cfg(test)]

@@ -112,3 +112,89 @@ fn dashboard_shows_the_storm_and_quits_on_q() {
         "no summary table:\n{screen}"
     );
 }
+
+/// The figures in the charts' titles ("echoes/ms: 71.5").
+fn chart_figures(screen: &str) -> Vec<f64> {
+    let mut figures = Vec::new();
+    for title in ["connections/ms: ", "echoes/ms: "] {
+        for (at, _) in screen.match_indices(title) {
+            let text: String = screen[at + title.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ',')
+                .filter(|c| *c != ',')
+                .collect();
+            if let Ok(v) = text.parse::<f64>() {
+                figures.push(v);
+            }
+        }
+    }
+    figures
+}
+
+#[test]
+fn compare_dashboard_follows_each_server_then_prints_the_table() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: tmux is not installed, the dashboard test did not run");
+        return;
+    }
+    let name = format!("tern-compare-test-{}", std::process::id());
+    let script =
+        format!("{TERN} compare --tui --short --servers raw-tcp,tern; echo EXIT=$?; sleep 60");
+    let started = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &name,
+            "-x",
+            "160",
+            "-y",
+            "45",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env("TERM", "xterm-256color")
+        .status()
+        .expect("tmux new-session");
+    assert!(started.success(), "tmux new-session failed");
+    let session = Session(name);
+
+    let mut screen = String::new();
+    let shown = eventually(Duration::from_secs(60), || {
+        screen = session.capture();
+        let server = screen.contains("raw-tcp: ") || screen.contains("tern: ");
+        screen.contains("tern compare") && server && chart_figures(&screen).iter().any(|&v| v > 0.0)
+    });
+    assert!(
+        shown,
+        "no dashboard naming a server with a non-zero figure:\n{screen}"
+    );
+    eprintln!("dashboard:\n{screen}");
+
+    let ended = eventually(Duration::from_secs(120), || {
+        screen = session.capture();
+        screen.contains("EXIT=")
+    });
+    assert!(ended, "tern compare did not finish:\n{screen}");
+    eprintln!("after the run:\n{screen}");
+    assert!(screen.contains("EXIT=0"), "the run failed:\n{screen}");
+    let rows: Vec<&str> = screen.lines().map(str::trim_end).collect();
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("server") && r.contains("conn/ms")),
+        "no table header:\n{screen}"
+    );
+    for server in ["raw-tcp: tern", "tern: tern"] {
+        assert!(
+            rows.iter()
+                .any(|r| r.trim_start().starts_with(server) && r.ends_with("[ok]")),
+            "{server} is not listed as ok:\n{screen}"
+        );
+    }
+    // The dashboard is gone: the table is on the normal screen.
+    assert!(
+        !screen.contains("q quits"),
+        "the dashboard stayed:\n{screen}"
+    );
+}

@@ -77,10 +77,12 @@ impl Default for MonitorOptions {
     }
 }
 
-/// The phase shown in the header, set by the bench from any thread.
+/// The phase shown in the header, and the lines of the "results so far"
+/// panel, set by the bench from any thread.
 #[derive(Clone, Debug, Default)]
 pub struct Status {
     phase: Arc<Mutex<String>>,
+    results: Arc<Mutex<Vec<String>>>,
 }
 
 impl Status {
@@ -97,6 +99,21 @@ impl Status {
     /// The current phase text.
     pub fn phase(&self) -> String {
         self.phase
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the lines of the "results so far" panel, drawn under the
+    /// tiles as given (already aligned, one line each); no lines, no panel.
+    /// Plain mode does not print them.
+    pub fn set_results(&self, lines: Vec<String>) {
+        *self.results.lock().unwrap_or_else(PoisonError::into_inner) = lines;
+    }
+
+    /// The current lines of the "results so far" panel.
+    pub fn results(&self) -> Vec<String> {
+        self.results
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -330,6 +347,7 @@ impl Monitor {
         let t = start.elapsed().as_secs_f64();
         let snap = self.registry.snapshot();
         self.state.update(t, self.status.phase(), &snap);
+        self.state.results = self.status.results();
     }
 
     /// Whether the run should end now, and why.
@@ -495,6 +513,9 @@ mod tests {
         let clone = status.clone();
         clone.set_phase("echo 3.2 s/5 s");
         assert_eq!(status.phase(), "echo 3.2 s/5 s");
+        assert!(status.results().is_empty());
+        clone.set_results(vec!["tern  12.0".into()]);
+        assert_eq!(status.results(), ["tern  12.0"]);
     }
 
     #[test]

@@ -193,6 +193,8 @@ pub(crate) struct DashState {
     pub conn_series: Series,
     pub echo_series: Series,
     pub open_series: Series,
+    /// Lines of the "results so far" panel (empty: no panel).
+    pub results: Vec<String>,
     /// Samples back to the newest one at least one window old.
     window: VecDeque<Sample>,
     conns: Activity,

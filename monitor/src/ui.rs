@@ -1,4 +1,5 @@
-//! Rendering: a header, a grid of number tiles and three charts over time.
+//! Rendering: a header, a grid of number tiles, an optional "results so
+//! far" panel and three charts over time.
 //!
 //! Every `render_*` function draws into the area it is given and copes with
 //! any size, down to nothing at all.
@@ -20,15 +21,34 @@ const WIDE: u16 = 120;
 pub(crate) fn render(frame: &mut Frame, st: &DashState) {
     let area = frame.area();
     let tile_rows = if area.width >= WIDE { 1 } else { 2 };
-    let [header, tiles, charts] = Layout::vertical([
+    let results_rows = if st.results.is_empty() {
+        0
+    } else {
+        u16::try_from(st.results.len())
+            .unwrap_or(u16::MAX)
+            .saturating_add(2)
+    };
+    let [header, tiles, results, charts] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Length(3 * tile_rows),
+        Constraint::Length(results_rows),
         Constraint::Min(0),
     ])
     .areas(area);
     render_header(frame, header, st);
     render_tiles(frame, tiles, st, tile_rows);
+    render_results(frame, results, st);
     render_charts(frame, charts, st);
+}
+
+/// The bench's lines of finished work, as given.
+fn render_results(frame: &mut Frame, area: Rect, st: &DashState) {
+    if st.results.is_empty() {
+        return;
+    }
+    let block = Block::bordered().title(Line::from(" results so far ").dim());
+    let lines: Vec<Line> = st.results.iter().map(|l| Line::from(l.as_str())).collect();
+    frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
 /// Title, phase, elapsed time and the key to quit.
@@ -230,9 +250,42 @@ mod tests {
     }
 
     #[test]
+    fn results_panel_lists_the_given_lines_between_tiles_and_charts() {
+        let mut st = storm();
+        st.results = vec![
+            "server   conn/ms  echoes/ms".to_owned(),
+            "raw-tcp     31.2      120.5".to_owned(),
+            "tern        28.9      101.7".to_owned(),
+        ];
+        let rows = draw(&st, 200, 60);
+        let title = rows.iter().position(|r| r.contains("results so far"));
+        let title = title.unwrap_or_else(|| panic!("no panel in\n{}", rows.join("\n")));
+        let tiles = rows
+            .iter()
+            .position(|r| r.contains("server CPU %"))
+            .unwrap();
+        let chart = rows
+            .iter()
+            .position(|r| r.contains("connections/ms:"))
+            .unwrap();
+        assert!(tiles < title && title < chart, "{tiles} {title} {chart}");
+        for (i, line) in st.results.iter().enumerate() {
+            assert!(
+                rows[title + 1 + i].contains(line.as_str()),
+                "{}",
+                rows[title + 1 + i]
+            );
+        }
+        // Without lines there is no panel.
+        let plain = draw(&storm(), 200, 60).join("\n");
+        assert!(!plain.contains("results so far"));
+    }
+
+    #[test]
     fn tiny_and_empty_screens_do_not_panic() {
         let empty = DashState::new("tern");
-        let busy = storm();
+        let mut busy = storm();
+        busy.results = vec!["tern 1.0".to_owned(); 40];
         for (w, h) in [(20, 5), (1, 1), (0, 0), (5, 40), (200, 3), (200, 60)] {
             draw(&empty, w, h);
             draw(&busy, w, h);
