@@ -68,7 +68,7 @@ use slab::Slab;
 
 use crate::close::CloseCode;
 use crate::config::Config;
-use crate::connection::{Connection, Event, Input, Message, State};
+use crate::connection::{Connection, Event, Input, Message, Role, State};
 use crate::error::{Error, HandshakeError, SendError};
 use crate::handshake::ClientRequest;
 use crate::transport::{Io, Readiness, Token, Transport};
@@ -249,7 +249,9 @@ impl Context<'_> {
 
     /// Sends a message handed over by value: a large message that owns
     /// its buffer is sent from that buffer without a copy (see
-    /// [`Connection::send_message`]). This is what an echo should use.
+    /// [`Connection::send_message`]). This is what an echo should use. A
+    /// refused message is dropped: to keep it (and send it from
+    /// [`Handler::on_drain`]), check [`Context::has_room`] first.
     pub fn send_message(&mut self, message: Message<'_>) -> Result<(), SendError> {
         self.check_room()?;
         self.conn.send_message(message, self.out)
@@ -282,6 +284,13 @@ impl Context<'_> {
     /// queue plus what this callback sent so far.
     pub fn queued_len(&self) -> usize {
         self.conn.queued_len() + self.out.len()
+    }
+
+    /// Whether a data send now would be accepted: the queue is below
+    /// [`LoopConfig::max_queued`]. Check it before [`Context::send_message`]
+    /// when a refused message must be kept, since that call consumes it.
+    pub fn has_room(&self) -> bool {
+        self.queued_len() < self.limit.max_queued
     }
 
     /// Refuses a data send or ping at the high-water mark, closing the
@@ -761,7 +770,10 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
                 }
                 return;
             }
-            if slot.conn.queued_len() > pause_at {
+            // Only servers pause: a client that stopped reading while its
+            // own large sends wait could deadlock with a server that
+            // stopped reading while its echoes wait.
+            if slot.conn.role() == Role::Server && slot.conn.queued_len() > pause_at {
                 // Backpressure: the input stays in the transport until the
                 // queue drains (see `on_writable`).
                 return;
@@ -954,8 +966,8 @@ impl<T: Transport, H: Handler> EventLoop<T, H> {
         }
     }
 
-    /// Queue length above which reading pauses: room is left for the
-    /// automatic answers to one full read.
+    /// Queue length above which a server connection's reading pauses:
+    /// room is left for the automatic answers to one full read.
     fn pause_at(&self) -> usize {
         self.config
             .max_queued
