@@ -116,7 +116,11 @@ impl UnixTransport {
 
     fn watch(&mut self, fd: RawFd, events: libc::c_short, token: Token) {
         let revents = 0;
-        self.fds.push(libc::pollfd { fd, events, revents });
+        self.fds.push(libc::pollfd {
+            fd,
+            events,
+            revents,
+        });
         self.tokens.push(token);
     }
 
@@ -155,7 +159,11 @@ impl Transport for UnixTransport {
             let Some((fd, writable)) = self.slots[key] else {
                 continue;
             };
-            let interest = if writable { libc::POLLIN | libc::POLLOUT } else { libc::POLLIN };
+            let interest = if writable {
+                libc::POLLIN | libc::POLLOUT
+            } else {
+                libc::POLLIN
+            };
             self.watch(fd, interest, Token::Stream(key));
         }
 
@@ -341,7 +349,11 @@ impl Server {
             }
             Ok(server.stats())
         });
-        Ok(Server { waker, stop, thread })
+        Ok(Server {
+            waker,
+            stop,
+            thread,
+        })
     }
 
     /// Stops the server and returns its counters.
@@ -401,15 +413,24 @@ pub fn run_clients(
     let (transport, _waker) = UnixTransport::new().map_err(|e| e.to_string())?;
     let mut client = EventLoop::new(transport, Recorder::default(), LoopConfig::default());
     let deadline = client.transport().now() + limit;
-    let request = ClientRequest { host: "localhost", path: "/", protocols: &[] };
+    let request = ClientRequest {
+        host: "localhost",
+        path: "/",
+        protocols: &[],
+    };
     let mut ids = Vec::new();
     for seed in 0..clients as u64 {
-        ids.push(client.connect(path, &request, seed).map_err(|e| e.to_string())?);
+        ids.push(
+            client
+                .connect(path, &request, seed)
+                .map_err(|e| e.to_string())?,
+        );
     }
 
     // Wait for every handshake, then send everything.
     let all_open = |c: &EventLoop<UnixTransport, Recorder>| {
-        ids.iter().all(|id| c.handler().conns.get(id).is_some_and(|c| c.opened))
+        ids.iter()
+            .all(|id| c.handler().conns.get(id).is_some_and(|c| c.opened))
     };
     step_until(&mut client, deadline, all_open, "handshakes", true)?;
     for &id in &ids {
@@ -456,8 +477,14 @@ fn step_until(
         if client.transport().now() >= deadline {
             return Err(format!("timed out waiting for {what}"));
         }
-        client.run_once(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
-        let ended = client.handler().conns.values().find_map(|c| c.ended.as_ref());
+        client
+            .run_once(Some(Duration::from_millis(50)))
+            .map_err(|e| e.to_string())?;
+        let ended = client
+            .handler()
+            .conns
+            .values()
+            .find_map(|c| c.ended.as_ref());
         if let (true, Some(ended)) = (no_end, ended) {
             return Err(format!("a connection ended early: {ended}"));
         }
@@ -500,6 +527,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("the echoes differ from what was sent".into());
     }
     println!("{} messages echoed over {}", messages.len(), path.display());
-    println!("server: {} accepted, {} opened", stats.accepted, stats.opened);
+    println!(
+        "server: {} accepted, {} opened",
+        stats.accepted, stats.opened
+    );
     Ok(())
 }
