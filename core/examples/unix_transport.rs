@@ -2,8 +2,12 @@
 //!
 //! `UnixTransport` implements [`Transport`] with non-blocking
 //! `std::os::unix::net` sockets and a `poll(2)` loop. `poll` is level
-//! triggered, so a stream is reported every time it is ready; the loop
-//! allows that (it only costs work). The example runs the echo application
+//! triggered, but the loop expects edge-triggered reports and sometimes
+//! leaves a ready stream or listener alone on purpose (reading paused
+//! under backpressure, accepting stopped or failed). So after reporting a
+//! stream readable the transport stops watching it for input until the
+//! loop calls `read` on it again, and the same for the listener and
+//! `accept`; otherwise `poll` would return at once, forever. The example runs the echo application
 //! as a server on a socket path under a fresh temporary directory and a
 //! client on the main thread that sends text and a 200 KB binary message,
 //! checks the echoes and closes with 1000.
@@ -12,9 +16,6 @@
 //! - `connect` is the blocking `connect(2)` of std; on a Unix socket it
 //!   completes at once unless the listener's backlog is full, when it waits
 //!   for the server to accept.
-//! - read interest is always on: while the loop pauses reading a
-//!   connection whose output queue is full, `poll` keeps reporting it and
-//!   the loop spins until the peer drains its side.
 
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use tern_core::{
     ClientRequest, CloseCode, ConnId, Context, Ended, EventLoop, Handler, Io, LoopConfig,
-    LoopStats, Message, Readiness, Token, Transport,
+    LoopStats, Message, Readiness, SendError, Token, Transport,
 };
 
 /// A failure of the Unix socket transport.
@@ -74,13 +75,24 @@ impl Waker {
     }
 }
 
+/// What the transport knows of one registered stream.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    key: usize,
+    writable: bool,
+    /// Input is watched: off from a readable report until the next `read`.
+    readable: bool,
+}
+
 /// Unix domain stream sockets behind `poll(2)`.
 #[derive(Debug)]
 pub struct UnixTransport {
     listener: Option<UnixListener>,
+    /// Whether the listener is watched: off from a report until `accept`.
+    listener_armed: bool,
     wake_rx: UnixStream,
-    /// Per registered key: the stream's descriptor and writable interest.
-    slots: Vec<Option<(RawFd, bool)>>,
+    /// Per file descriptor of a registered stream: its key and interest.
+    slots: Vec<Option<Slot>>,
     /// Scratch for `poll`: descriptors and the token each one reports as.
     fds: Vec<libc::pollfd>,
     tokens: Vec<Token>,
@@ -95,6 +107,7 @@ impl UnixTransport {
         wake_rx.set_nonblocking(true).map_err(UnixError::Stream)?;
         let transport = UnixTransport {
             listener: None,
+            listener_armed: true,
             wake_rx,
             slots: Vec::new(),
             fds: Vec::new(),
@@ -125,7 +138,7 @@ impl UnixTransport {
     }
 
     /// Empties the waker socket so that `poll` stops reporting it.
-    fn drain_waker(&mut self) {
+    fn drain_waker(&self) {
         let mut buf = [0u8; 64];
         while matches!((&self.wake_rx).read(&mut buf), Ok(n) if n > 0) {}
     }
@@ -151,20 +164,21 @@ impl Transport for UnixTransport {
     ) -> Result<(), UnixError> {
         self.fds.clear();
         self.tokens.clear();
-        if let Some(fd) = self.listener.as_ref().map(|l| l.as_raw_fd()) {
+        if let (Some(listener), true) = (&self.listener, self.listener_armed) {
+            let fd = listener.as_raw_fd();
             self.watch(fd, libc::POLLIN, Token::Listener);
         }
         self.watch(self.wake_rx.as_raw_fd(), libc::POLLIN, Token::Waker);
-        for key in 0..self.slots.len() {
-            let Some((fd, writable)) = self.slots[key] else {
+        for fd in 0..self.slots.len() {
+            let Some(slot) = self.slots[fd] else {
                 continue;
             };
-            let interest = if writable {
-                libc::POLLIN | libc::POLLOUT
-            } else {
-                libc::POLLIN
-            };
-            self.watch(fd, interest, Token::Stream(key));
+            let read = if slot.readable { libc::POLLIN } else { 0 };
+            let write = if slot.writable { libc::POLLOUT } else { 0 };
+            // Left out entirely: poll(2) reports a hangup even for no events.
+            if read | write != 0 {
+                self.watch(fd as RawFd, read | write, Token::Stream(slot.key));
+            }
         }
 
         let nfds = self.fds.len() as libc::nfds_t;
@@ -186,16 +200,25 @@ impl Transport for UnixTransport {
                 continue;
             }
             let token = self.tokens[i];
-            if token == Token::Waker {
-                self.drain_waker();
-            }
             // The peer closed, the socket failed, or (a bug) the fd is stale:
             // `read` tells which, so report it readable with `hangup`.
             let hangup = revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
             let wants_write = self.fds[i].events & libc::POLLOUT != 0;
+            let readable = revents & libc::POLLIN != 0 || hangup;
+            match token {
+                Token::Waker => self.drain_waker(),
+                Token::Listener => self.listener_armed = false,
+                Token::Stream(_) if readable => {
+                    let fd = self.fds[i].fd as usize;
+                    if let Some(slot) = &mut self.slots[fd] {
+                        slot.readable = false;
+                    }
+                }
+                Token::Stream(_) => {}
+            }
             events.push(Readiness {
                 token,
-                readable: revents & libc::POLLIN != 0 || hangup,
+                readable,
                 writable: revents & libc::POLLOUT != 0 || (hangup && wants_write),
                 hangup,
             });
@@ -217,7 +240,12 @@ impl Transport for UnixTransport {
                     stream.set_nonblocking(true).map_err(UnixError::Accept)?;
                     return Ok(Some(stream));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                // Drained: watch the listener again. After an `Err` it stays
+                // unwatched; the loop retries `accept` on its own timer.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.listener_armed = true;
+                    return Ok(None);
+                }
                 // The client gave up before we took it, or a signal came: next one.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -241,26 +269,36 @@ impl Transport for UnixTransport {
         key: usize,
         writable: bool,
     ) -> Result<(), UnixError> {
-        if self.slots.len() <= key {
-            self.slots.resize(key + 1, None);
+        let fd = stream.as_raw_fd() as usize;
+        if self.slots.len() <= fd {
+            self.slots.resize(fd + 1, None);
         }
-        self.slots[key] = Some((stream.as_raw_fd(), writable));
+        let readable = true;
+        self.slots[fd] = Some(Slot {
+            key,
+            writable,
+            readable,
+        });
         Ok(())
     }
 
     fn set_writable(
         &mut self,
-        _stream: &mut UnixStream,
-        key: usize,
+        stream: &mut UnixStream,
+        _key: usize,
         writable: bool,
     ) -> Result<(), UnixError> {
-        if let Some(Some(slot)) = self.slots.get_mut(key) {
-            slot.1 = writable;
+        if let Some(Some(slot)) = self.slots.get_mut(stream.as_raw_fd() as usize) {
+            slot.writable = writable;
         }
         Ok(())
     }
 
     fn read(&mut self, stream: &mut UnixStream, buf: &mut [u8]) -> Result<Io, UnixError> {
+        // The loop reads again: watch for input again.
+        if let Some(Some(slot)) = self.slots.get_mut(stream.as_raw_fd() as usize) {
+            slot.readable = true;
+        }
         loop {
             return match stream.read(buf) {
                 Ok(0) => Ok(Io::Closed),
@@ -295,29 +333,79 @@ impl Transport for UnixTransport {
     }
 
     fn close(&mut self, stream: UnixStream) {
-        let fd = stream.as_raw_fd();
-        // Keys are reused, so clear the slot that still holds this fd.
-        for slot in &mut self.slots {
-            if matches!(slot, Some((f, _)) if *f == fd) {
-                *slot = None;
-            }
+        if let Some(slot) = self.slots.get_mut(stream.as_raw_fd() as usize) {
+            *slot = None;
         }
         // Dropping closes the fd; bytes written already stay readable by the peer.
         drop(stream);
     }
 }
 
-/// The echo application: every message goes back as it came.
-#[derive(Debug, Default)]
-pub struct Echo;
+/// The echo application: every message goes back as it came, in order.
+///
+/// A send at the loop's high-water mark is refused and `send_message`
+/// consumes its message, so a message that arrives while the queue is at
+/// the mark waits here until [`Handler::on_drain`]. The loop stops reading
+/// while the queue is that full, so this backlog holds at most what one
+/// read completed. Shortcoming: if one callback's own output reaches the
+/// mark and the transport then takes all of it at once, no drain follows,
+/// and held messages wait for the next message to arrive.
+#[derive(Debug)]
+pub struct Echo {
+    max_queued: usize,
+    held: std::collections::HashMap<ConnId, std::collections::VecDeque<Message<'static>>>,
+}
+
+impl Echo {
+    /// An echo for a loop whose queue mark is `max_queued`.
+    pub fn new(max_queued: usize) -> Echo {
+        Echo {
+            max_queued,
+            held: Default::default(),
+        }
+    }
+
+    /// Sends held messages of `cx` while the queue has room.
+    fn send_held(&mut self, cx: &mut Context<'_>) {
+        let Some(held) = self.held.get_mut(&cx.id()) else {
+            return;
+        };
+        while cx.queued_len() < self.max_queued {
+            let Some(message) = held.pop_front() else {
+                break;
+            };
+            if let Err(e) = cx.send_message(message) {
+                // Not open any more (closing): nothing is owed to the peer.
+                let _ = e;
+                break;
+            }
+        }
+        if held.is_empty() {
+            self.held.remove(&cx.id());
+        }
+    }
+}
 
 impl Handler for Echo {
     fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>) {
-        if cx.send_message(message).is_err() {
-            // The queue is full (the peer does not read): end it instead of
-            // dropping a message silently. 1013 is "try again later".
-            let _ = cx.close(CloseCode(1013), "queue full");
+        let waiting = self.held.contains_key(&cx.id());
+        if !waiting && cx.queued_len() < self.max_queued {
+            // Below the mark the send is taken; an error means the
+            // connection is closing, when an echo is no longer owed.
+            let _ = cx.send_message(message);
+            return;
         }
+        let held = self.held.entry(cx.id()).or_default();
+        held.push_back(message.into_owned());
+        self.send_held(cx);
+    }
+
+    fn on_drain(&mut self, cx: &mut Context<'_>) {
+        self.send_held(cx);
+    }
+
+    fn on_close(&mut self, id: ConnId, _ended: Ended<'_>) {
+        self.held.remove(&id);
     }
 }
 
@@ -337,7 +425,9 @@ impl Server {
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = thread::spawn(move || {
-            let mut server = EventLoop::new(transport, Echo, LoopConfig::default());
+            let config = LoopConfig::default();
+            let echo = Echo::new(config.max_queued);
+            let mut server = EventLoop::new(transport, echo, config);
             while !flag.load(Ordering::Acquire) {
                 server.run_once(None)?;
             }
@@ -411,7 +501,15 @@ pub fn run_clients(
     limit: Duration,
 ) -> Result<Vec<Vec<Message<'static>>>, String> {
     let (transport, _waker) = UnixTransport::new().map_err(|e| e.to_string())?;
-    let mut client = EventLoop::new(transport, Recorder::default(), LoopConfig::default());
+    // Room to queue a whole large message: with the default 1 MiB mark, a
+    // client sending a message larger than the mark to an echo server stops
+    // reading (its queue is above the mark) while the server stops reading
+    // too (its echo is queued), and neither queue ever drains.
+    let config = LoopConfig {
+        max_queued: 64 << 20,
+        ..LoopConfig::default()
+    };
+    let mut client = EventLoop::new(transport, Recorder::default(), config);
     let deadline = client.transport().now() + limit;
     let request = ClientRequest {
         host: "localhost",
@@ -435,9 +533,7 @@ pub fn run_clients(
     step_until(&mut client, deadline, all_open, "handshakes", true)?;
     for &id in &ids {
         for message in messages {
-            let sent = client.with_connection(id, |_, cx| cx.send(message));
-            sent.ok_or("connection ended before sending")?
-                .map_err(|e| e.to_string())?;
+            send(&mut client, id, message, deadline)?;
         }
     }
 
@@ -462,6 +558,34 @@ pub fn run_clients(
         echoes.push(conn.received);
     }
     Ok(echoes)
+}
+
+/// Sends `message` on connection `id`; while its queue is full, runs the
+/// loop until the queue drains and tries again.
+fn send(
+    client: &mut EventLoop<UnixTransport, Recorder>,
+    id: ConnId,
+    message: &Message<'_>,
+    deadline: Duration,
+) -> Result<(), String> {
+    loop {
+        let sent = client.with_connection(id, |_, cx| cx.send(message));
+        match sent.ok_or("connection ended before sending")? {
+            Err(SendError::QueueFull) => {}
+            other => return other.map_err(|e| e.to_string()),
+        }
+        let drained = |c: &mut EventLoop<UnixTransport, Recorder>| {
+            c.with_connection(id, |_, cx| cx.queued_len() == 0)
+        };
+        while drained(client) == Some(false) {
+            if client.transport().now() >= deadline {
+                return Err("timed out waiting for the queue to drain".into());
+            }
+            client
+                .run_once(Some(Duration::from_millis(50)))
+                .map_err(|e| e.to_string())?;
+        }
+    }
 }
 
 /// Runs the client loop until `done` holds or `deadline` passes; with

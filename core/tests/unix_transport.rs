@@ -59,11 +59,15 @@ fn echo_round_trip() {
 #[test]
 fn large_messages_survive_partial_writes() {
     let fixture = Fixture::start("large");
-    // 200 KB as in the example, and 4 MiB, far beyond a socket buffer, so
-    // both ends write in parts and wait for writable readiness.
+    // 200 KB as in the example, then twice 4 MiB, far beyond a socket
+    // buffer and the loop's 1 MiB queue mark: both ends write in parts, and
+    // the server pauses reading while an echo is queued, then resumes for
+    // the next message and the text behind it.
     let mut messages = unix::sample_messages();
     let huge: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 253) as u8).collect();
+    messages.push(Message::Binary(huge.clone().into()));
     messages.push(Message::Binary(huge.into()));
+    messages.push(Message::Text("after the flood".into()));
     let echoes = unix::run_clients(&fixture.path, 1, &messages, LIMIT).unwrap();
     assert_eq!(echoes.len(), 1);
     assert!(echoes[0] == messages, "echoes differ from what was sent");
