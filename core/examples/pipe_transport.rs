@@ -256,7 +256,10 @@ pub struct Echo {
 
 impl Handler for Echo {
     fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>) {
-        // A failed send means the peer is closing; nothing to answer.
+        // A send fails when the peer is closing (nothing to answer) or when
+        // it has not read the last megabyte of echoes (`QueueFull`): this
+        // small example then drops the echo; the Unix-socket example keeps
+        // it and sends it from `on_drain`.
         let _ = cx.send_message(message);
     }
 

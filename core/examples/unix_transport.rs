@@ -501,10 +501,9 @@ pub fn run_clients(
     limit: Duration,
 ) -> Result<Vec<Vec<Message<'static>>>, String> {
     let (transport, _waker) = UnixTransport::new().map_err(|e| e.to_string())?;
-    // Room to queue a whole large message: with the default 1 MiB mark, a
-    // client sending a message larger than the mark to an echo server stops
-    // reading (its queue is above the mark) while the server stops reading
-    // too (its echo is queued), and neither queue ever drains.
+    // Room to queue several large messages back to back: with the default
+    // 1 MiB mark, a send while more than that waits is refused with
+    // `QueueFull`.
     let config = LoopConfig {
         max_queued: 64 << 20,
         ..LoopConfig::default()

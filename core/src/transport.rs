@@ -11,8 +11,13 @@
 //!   end of the stream). The runtime then writes until [`Io::WouldBlock`],
 //!   and reads until a read does not fill its buffer (all that was waiting
 //!   is taken; bytes that arrive later are a new change) or, when
-//!   [`Readiness::hangup`] is set, until the end. A transport whose backend
-//!   is level triggered may report more often; that is only wasted work.
+//!   [`Readiness::hangup`] is set, until the end. The loop may leave a
+//!   ready stream unread on purpose (a server connection whose output queue
+//!   is above its mark) and the listener unaccepted (after
+//!   `stop_accepting`, or for a moment after an accept error): a
+//!   level-triggered backend must then stop reporting it until the loop
+//!   reads (or accepts) again, or `poll` returns at once and the loop
+//!   spins.
 //! - **Partial writes.** [`Transport::write`] takes what it can and says how
 //!   much; the runtime keeps the rest and asks for writable interest.
 //! - **Writable interest only while needed.** [`Transport::set_writable`]
