@@ -5,6 +5,7 @@
 //!   given the server's pid, connections/MiB);
 //! - `tern echo URL -n N`: request-response echoes (echoes/ms, latency);
 //! - `tern throughput URL --size 100MB`: one large message echoed (MB/s);
+//! - `tern attack URL`: echo figures before and during hostile clients;
 //! - `tern` or `tern run`: starts `tern serve` as a child and runs all
 //!   three phases against it under the live dashboard.
 //!
@@ -14,6 +15,7 @@
 //! echo, a timeout, an interruption), 2 when it was refused before
 //! starting (bad arguments, too few file descriptors).
 
+mod attack;
 mod client;
 mod commands;
 mod compare;
@@ -60,6 +62,9 @@ enum Command {
     /// The three measurements against tern, the raw-TCP limit and the
     /// peer servers, in one table.
     Compare(CompareArgs),
+    /// Echo figures before and while hostile clients attack a loopback
+    /// server, one scenario after another.
+    Attack(attack::AttackArgs),
 }
 
 /// Options of `tern serve`.
@@ -329,6 +334,7 @@ fn main() -> ExitCode {
         Command::Run(args) if args.transport != TransportKind::Std => smoltcp::run(args),
         Command::Run(args) => run::run(args),
         Command::Compare(args) => compare::compare(args),
+        Command::Attack(args) => attack::attack(args),
     };
     outcome.into()
 }
