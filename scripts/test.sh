@@ -4,17 +4,22 @@
 #   1. install what the checks need (tmux, rustfmt, clippy, cargo-nextest)
 #   2. cargo fmt --check          3. cargo clippy -D warnings
 #   4. cargo doc -D warnings      5. the no-std build of tern-core
-#   6. the tests: cargo nextest, doc tests, the Python tests of scripts/
-#   7. Autobahn|Testsuite against `tern serve` on 127.0.0.1:9001
+#   6. a short run of every fuzz target (installs cargo-fuzz if missing)
+#   7. tern compare --short against the peer servers (installs them)
+#   8. the tests: the Python tests of scripts/, doc tests, cargo nextest
+#   9. Autobahn|Testsuite against `tern serve --transport tap` in a network
+#      namespace (skipped without root or /dev/net/tun)
+#  10. Autobahn|Testsuite against `tern serve` on 127.0.0.1:9001
 #
 # usage: bash scripts/test.sh [STEP...]
-#   With no STEP, all run. Steps: install fmt clippy doc nostd tests autobahn.
-#   It can be started from anywhere; it works in the repo root.
+#   With no STEP, all run. Steps: install fmt clippy doc nostd fuzz compare
+#   tests autobahn-tap autobahn. It can be started from anywhere; it works in
+#   the repo root.
 #
 # Installs are idempotent: each is skipped when the tool is already there.
 # Environment:
-#   TERN_AUTOBAHN_PORT   loopback port for step 7 (default 9001)
-#   TERN_AUTOBAHN_CASES  case patterns for step 7 (default: scripts/autobahn.sh's,
+#   TERN_AUTOBAHN_PORT   loopback port for step 10 (default 9001)
+#   TERN_AUTOBAHN_CASES  case patterns for step 10 (default: scripts/autobahn.sh's,
 #                        every core section); CI leaves it unset
 set -euo pipefail
 
