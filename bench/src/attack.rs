@@ -53,7 +53,7 @@ const OVERSIZE: u64 = 1 << 40;
 #[derive(Debug, Args)]
 pub struct AttackArgs {
     /// Server URL, ws://host:port/path; the host must be a loopback
-    /// address (127.0.0.0/8, [::1]) or localhost.
+    /// address (127.0.0.0/8, `[::1]`) or localhost.
     url: String,
     /// The hostile scenario, or all of them one after another.
     #[arg(long, value_enum, default_value_t = ScenarioArg::All)]
