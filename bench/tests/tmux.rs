@@ -13,6 +13,18 @@ use common::{eventually, TERN};
 struct Session(String);
 
 impl Session {
+    /// Runs `script` in a new detached 160x45 tmux session called `name`.
+    fn start(name: String, script: &str) -> Session {
+        let started = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &name, "-x", "160", "-y", "45"])
+            .args(["sh", "-c", script])
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("tmux new-session");
+        assert!(started.success(), "tmux new-session failed");
+        Session(name)
+    }
+
     fn capture(&self) -> String {
         let out = Command::new("tmux")
             .args(["capture-pane", "-p", "-t", &self.0])
@@ -62,25 +74,7 @@ fn dashboard_shows_the_storm_and_quits_on_q() {
     }
     let name = format!("tern-test-{}", std::process::id());
     let script = format!("{TERN} run --connections 500 --echo-seconds 3; echo EXIT=$?; sleep 30");
-    let started = Command::new("tmux")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            &name,
-            "-x",
-            "160",
-            "-y",
-            "45",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .env("TERM", "xterm-256color")
-        .status()
-        .expect("tmux new-session");
-    assert!(started.success(), "tmux new-session failed");
-    let session = Session(name);
+    let session = Session::start(name, &script);
 
     let mut screen = String::new();
     let shown = eventually(Duration::from_secs(20), || {
@@ -140,25 +134,7 @@ fn compare_dashboard_follows_each_server_then_prints_the_table() {
     let name = format!("tern-compare-test-{}", std::process::id());
     let script =
         format!("{TERN} compare --tui --short --servers raw-tcp,tern; echo EXIT=$?; sleep 60");
-    let started = Command::new("tmux")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            &name,
-            "-x",
-            "160",
-            "-y",
-            "45",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .env("TERM", "xterm-256color")
-        .status()
-        .expect("tmux new-session");
-    assert!(started.success(), "tmux new-session failed");
-    let session = Session(name);
+    let session = Session::start(name, &script);
 
     let mut screen = String::new();
     let shown = eventually(Duration::from_secs(60), || {
