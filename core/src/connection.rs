@@ -44,8 +44,8 @@ use crate::config::Config;
 use crate::error::{Error, HandshakeError, ProtocolError, SendError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::handshake::{
-    accept_key, answer_request, check_response, find_head_end, generate_key, write_rejection,
-    write_request, ClientRequest,
+    accept_key, answer_request, check_response, find_head_end, generate_key,
+    has_bare_lf_blank_line, write_rejection, write_request, ClientRequest,
 };
 use crate::mask::apply_mask;
 use crate::outqueue::OutQueue;
@@ -543,6 +543,9 @@ impl Connection {
         t.head.extend_from_slice(&input.rest[..take]);
 
         let Some(end) = find_head_end(&t.head, t.head_scanned) else {
+            if has_bare_lf_blank_line(&t.head, t.head_scanned) {
+                return Err(self.refuse_bare_lf(out));
+            }
             t.head_scanned = t.head.len();
             input.take(take);
             if !input.is_empty() {
@@ -575,6 +578,9 @@ impl Connection {
             return Ok(Some(Event::Open));
         }
 
+        if has_bare_lf_blank_line(&input.rest[..window], 0) {
+            return Err(self.refuse_bare_lf(out));
+        }
         if input.len() > config.max_head_size {
             return Err(self.refuse_head(config, out));
         }
@@ -623,6 +629,16 @@ impl Connection {
     }
 
     /// The head grew past the limit without ending: refuse with 431.
+    /// Refuses a head whose lines end in a bare `\n`.
+    fn refuse_bare_lf(&mut self, out: &mut Vec<u8>) -> Error {
+        let error = HandshakeError::Malformed("head lines must end in CRLF");
+        if self.role == Role::Server {
+            write_rejection(&error, out);
+        }
+        self.close_input();
+        Error::Handshake(error)
+    }
+
     fn refuse_head(&mut self, config: &Config, out: &mut Vec<u8>) -> Error {
         let error = HandshakeError::HeadTooLarge {
             limit: config.max_head_size,

@@ -345,3 +345,31 @@ fn subprotocol_offered_by_the_client_is_accepted() {
     assert_eq!(fed.error, None);
     assert_eq!(fed.events, [Event::Open]);
 }
+
+#[test]
+fn bare_lf_heads_are_refused_at_once() {
+    let bare = b"GET /chat HTTP/1.1\nHost: x\nUpgrade: websocket\n\n";
+    let want = Error::Handshake(HandshakeError::Malformed("head lines must end in CRLF"));
+
+    // In one read, and one byte per read: refused as soon as the blank
+    // line arrives, with a 400 naming the problem.
+    let mut s = Connection::server();
+    let fed = feed(&mut s, &cfg(), bare);
+    assert_eq!(fed.error, Some(want.clone()));
+    assert!(starts_with(&fed.out, b"HTTP/1.1 400 "));
+    assert!(find(&fed.out, b"head lines must end in CRLF"));
+    assert_eq!(s.state(), State::Closed);
+
+    let mut s = Connection::server();
+    let cuts: Vec<usize> = (1..bare.len()).collect();
+    let fed = feed_split(&mut s, &cfg(), bare, &cuts);
+    assert_eq!(fed.error, Some(want));
+    assert!(starts_with(&fed.out, b"HTTP/1.1 400 "));
+
+    // Without its blank line a bare-LF head just waits, as any partial
+    // head does.
+    let mut s = Connection::server();
+    let fed = feed(&mut s, &cfg(), b"GET /chat HTTP/1.1\nHost: x\n");
+    assert_eq!(fed.error, None);
+    assert_eq!(s.state(), State::Handshake);
+}

@@ -67,6 +67,20 @@ pub fn accept_key(key: &[u8]) -> [u8; 28] {
     accept
 }
 
+/// Whether `buf` holds a blank line ended by a bare `\n` (`\n\n`) in the
+/// part an earlier search had not seen (`scanned` as for
+/// [`find_head_end`]). Such a line cannot appear in a valid head before its
+/// `\r\n\r\n`, so a head without its end but with this is malformed and
+/// is refused at once instead of waiting for the size limit or deadline.
+pub fn has_bare_lf_blank_line(buf: &[u8], scanned: usize) -> bool {
+    let from = if scanned > buf.len() {
+        0
+    } else {
+        scanned.saturating_sub(1)
+    };
+    memchr::memmem::find(&buf[from..], b"\n\n").is_some()
+}
+
 /// Finds the end of an HTTP head: the index just past the first `\r\n\r\n`.
 ///
 /// `scanned` is how many leading bytes of `buf` an earlier call already
