@@ -123,7 +123,9 @@ pub fn serve(options: &ServeOptions) -> Result<(), String> {
         );
     }
 
-    while !stop.load(Ordering::SeqCst) {
+    // A loop that died of a transport error ends the whole server: the
+    // others are shut down and the error is reported by `join`.
+    while !stop.load(Ordering::SeqCst) && server.is_running() {
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!("tern serve: shutting down (close 1001 to every peer)");

@@ -913,6 +913,11 @@ impl Connection {
         if t.message_kind == Some(Kind::Text) {
             t.utf8.feed(bytes)?;
         }
+        // The buffer grows as bytes arrive (never reserved from the
+        // announced length, which a peer could inflate). A large message
+        // lands in fresh memory every time, and its page faults are a
+        // quarter of a 100 MB echo's server time: buffers are not reused
+        // across messages yet.
         t.message.extend_from_slice(bytes);
         Ok(())
     }

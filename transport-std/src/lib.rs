@@ -383,6 +383,12 @@ impl Server {
         self.wake();
     }
 
+    /// Whether every loop is still running: a loop ends only after
+    /// shutdown or on a fatal error of its transport.
+    pub fn is_running(&self) -> bool {
+        self.threads.iter().all(|thread| !thread.is_finished())
+    }
+
     /// Waits for every loop to end; returns the first loop's error, if
     /// any.
     pub fn join(self) -> io::Result<()> {
