@@ -542,10 +542,12 @@ impl Connection {
         let take = input.len().min(room);
         t.head.extend_from_slice(&input.rest[..take]);
 
-        let Some(end) = find_head_end(&t.head, t.head_scanned) else {
-            if has_bare_lf_blank_line(&t.head, t.head_scanned) {
-                return Err(self.refuse_bare_lf(out));
-            }
+        let end = find_head_end(&t.head, t.head_scanned);
+        let searched = end.unwrap_or(t.head.len());
+        if has_bare_lf_blank_line(&t.head[..searched], t.head_scanned) {
+            return Err(self.refuse_bare_lf(out));
+        }
+        let Some(end) = end else {
             t.head_scanned = t.head.len();
             input.take(take);
             if !input.is_empty() {
@@ -572,14 +574,16 @@ impl Connection {
         out: &mut Vec<u8>,
     ) -> Result<Option<Event<'a>>, Error> {
         let window = input.len().min(config.max_head_size);
-        if let Some(end) = find_head_end(&input.rest[..window], 0) {
+        let end = find_head_end(&input.rest[..window], 0);
+        // A bare-LF blank line before the end (or anywhere, without one)
+        // is refused the same way however the head was cut into reads.
+        if has_bare_lf_blank_line(&input.rest[..end.unwrap_or(window)], 0) {
+            return Err(self.refuse_bare_lf(out));
+        }
+        if let Some(end) = end {
             let head = input.take(end);
             self.finish_handshake(head, config, out)?;
             return Ok(Some(Event::Open));
-        }
-
-        if has_bare_lf_blank_line(&input.rest[..window], 0) {
-            return Err(self.refuse_bare_lf(out));
         }
         if input.len() > config.max_head_size {
             return Err(self.refuse_head(config, out));

@@ -373,3 +373,22 @@ fn bare_lf_heads_are_refused_at_once() {
     assert_eq!(fed.error, None);
     assert_eq!(s.state(), State::Handshake);
 }
+
+#[test]
+fn bare_lf_before_the_end_is_refused_the_same_however_cut() {
+    // A blank line ended by a bare LF inside a head that does end in
+    // CRLFCRLF later: one read and one byte per read give the same answer.
+    let mut head = b"GET /chat HTTP/1.1\r\nHos\n\nt: x\r\n".to_vec();
+    head.extend_from_slice(&REQUEST[REQUEST.len() - 2..]);
+    let want = Error::Handshake(HandshakeError::Malformed("head lines must end in CRLF"));
+
+    let mut s = Connection::server();
+    let one_shot = feed(&mut s, &cfg(), &head);
+    assert_eq!(one_shot.error, Some(want.clone()));
+
+    let mut s = Connection::server();
+    let cuts: Vec<usize> = (1..head.len()).collect();
+    let split = feed_split(&mut s, &cfg(), &head, &cuts);
+    assert_eq!(split.error, Some(want));
+    assert_eq!(split.out, one_shot.out);
+}
