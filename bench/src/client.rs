@@ -725,14 +725,8 @@ impl Client {
         repeat: u32,
         timeout: Duration,
     ) -> ThroughputReport {
-        let mut report = ThroughputReport {
-            size_bytes: size,
-            ..ThroughputReport::default()
-        };
-        let Ok(len) = usize::try_from(size) else {
-            report
-                .failures
-                .push(format!("{size} bytes do not fit in memory"));
+        let (mut report, len) = ThroughputReport::start(size);
+        let Some(len) = len else {
             return report;
         };
         for round in 0..repeat {

@@ -772,14 +772,8 @@ impl RawClient {
     /// Echoes one binary message of `size` bytes on connection `id`, at
     /// most `timeout` for the round trip.
     pub fn throughput(&mut self, id: usize, size: u64, timeout: Duration) -> ThroughputReport {
-        let mut report = ThroughputReport {
-            size_bytes: size,
-            ..ThroughputReport::default()
-        };
-        let Ok(len) = usize::try_from(size) else {
-            report
-                .failures
-                .push(format!("{size} bytes do not fit in memory"));
+        let (mut report, len) = ThroughputReport::start(size);
+        let Some(len) = len else {
             return report;
         };
         self.frame = match Self::build_frame(len, OpCode::Binary, 0xb01c) {

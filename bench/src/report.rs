@@ -222,6 +222,22 @@ pub struct ThroughputReport {
 }
 
 impl ThroughputReport {
+    /// An empty report for a message of `size` bytes, and the size as a
+    /// length in memory; `None` (with the failure noted) when it does not
+    /// fit.
+    pub fn start(size: u64) -> (ThroughputReport, Option<usize>) {
+        let mut report = ThroughputReport {
+            size_bytes: size,
+            ..ThroughputReport::default()
+        };
+        let len = usize::try_from(size).ok();
+        if len.is_none() {
+            report
+                .failures
+                .push(format!("{size} bytes do not fit in memory"));
+        }
+        (report, len)
+    }
     /// Whether every round came back intact.
     pub fn ok(&self) -> bool {
         self.failures.is_empty() && (!self.rounds.is_empty() || self.interrupted)

@@ -141,8 +141,9 @@ pub fn run(scenario: Scenario, addr: SocketAddr, limits: &AttackLimits) -> Attac
 
 const MASK: [u8; 4] = [0x1F, 0x2E, 0x3D, 0x4C];
 
-/// A client frame with a payload shorter than 64 KiB, masked.
-fn masked_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+/// A final client frame with a payload shorter than 64 KiB, masked with a
+/// fixed key: hand-built, so it does not depend on tern's own encoder.
+pub fn masked_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = vec![b0];
     match payload.len() {
         n @ 0..=125 => frame.push(0x80 | n as u8),

@@ -13,24 +13,8 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 use tern_core::{Context, Ended, EventLoop, Handler, LoopConfig, LoopStats, Message, OnQueueFull};
-use tern_transport_std::attack::{self, AttackLimits, Outcome, Scenario};
+use tern_transport_std::attack::{self, masked_frame, AttackLimits, Outcome, Scenario};
 use tern_transport_std::{bind, MioTransport, Server, ServerConfig};
-
-const MASK: [u8; 4] = [9, 8, 7, 6];
-
-fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mut frame = vec![b0];
-    match payload.len() {
-        n @ 0..=125 => frame.push(0x80 | n as u8),
-        n => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&MASK);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    frame
-}
 
 fn request() -> &'static [u8] {
     b"GET / HTTP/1.1\r\nHost: loopback\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -167,13 +151,14 @@ fn resets_mid_handshake_mid_write_and_mid_close_free_everything() {
     // Mid-write: ask for 64 echoes of 60 KB (more than the socket buffers
     // hold), read none, reset.
     let mut s = open(server.addr);
-    s.write_all(&masked(0x82, &[1; 60_000])).unwrap();
+    s.write_all(&masked_frame(0x82, &[1; 60_000])).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     reset(s);
 
     // Mid-close: send a close frame and reset before reading the answer.
     let mut s = open(server.addr);
-    s.write_all(&masked(0x88, &1000u16.to_be_bytes())).unwrap();
+    s.write_all(&masked_frame(0x88, &1000u16.to_be_bytes()))
+        .unwrap();
     reset(s);
 
     let (alive, stats) = server.finish(&echo, 3);
@@ -196,7 +181,7 @@ fn three_thousand_peers_vanish_while_the_server_writes() {
 
     // Every peer asks for eight 8 KB echoes, then all of them go at once:
     // half with a reset, half with a FIN, none reading.
-    let message = masked(0x82, &[3; 8 * 1024]);
+    let message = masked_frame(0x82, &[3; 8 * 1024]);
     for peer in &mut peers {
         peer.write_all(&message).unwrap();
     }
@@ -231,7 +216,7 @@ fn graceful_shutdown_loses_no_echo_in_flight() {
     let mut client = open(server.local_addr());
     let payload = [7u8; 30_000];
     for _ in 0..40 {
-        client.write_all(&masked(0x82, &payload)).unwrap();
+        client.write_all(&masked_frame(0x82, &payload)).unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while echo.echoed.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
@@ -253,7 +238,7 @@ fn graceful_shutdown_loses_no_echo_in_flight() {
         received += 1;
     }
     client
-        .write_all(&masked(0x88, &1001u16.to_be_bytes()))
+        .write_all(&masked_frame(0x88, &1001u16.to_be_bytes()))
         .unwrap();
     server.join().unwrap();
     assert!(received > 0);
