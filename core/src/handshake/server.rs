@@ -59,10 +59,13 @@ fn validate<'b>(head: &'b [u8], config: &Config) -> Result<Accepted<'b>, Handsha
     // Section 3 and 4.1: the target is a resource name (`/path?query`) or
     // an absolute `http`/`https` URI; `*` and other forms are not.
     let target = request.path.unwrap_or("");
+    // Compared as bytes: the target may hold multi-byte characters, where a
+    // `str` slice would not fall on a boundary.
     let absolute = ["http://", "https://", "ws://", "wss://"]
         .iter()
         .any(|scheme| {
-            target.len() > scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme)
+            target.len() > scheme.len()
+                && target.as_bytes()[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
         });
     if !target.starts_with('/') && !absolute {
         return Err(HandshakeError::Malformed(
@@ -288,7 +291,14 @@ mod tests {
 
     #[test]
     fn request_targets_must_name_a_resource() {
-        for target in ["/", "/chat?room=1", "http://h/x", "HTTPS://h:443/"] {
+        // The last has a two-byte character across the scheme lengths.
+        for target in [
+            "/",
+            "/chat?room=1",
+            "http://h/x",
+            "HTTPS://h:443/",
+            "/ch;\u{3de}t",
+        ] {
             let head = standard().replacen("/chat", target, 1);
             assert_eq!(answer(&head, &Config::DEFAULT).0, Ok(()), "{target}");
         }
